@@ -1,0 +1,152 @@
+"""Caffe's protobuf schema.
+
+``from caffe.proto import caffe_pb2`` works as in pycaffe: ``caffe_pb2`` is the
+module generated from the shipped ``caffe.proto`` (BVLC master plus the layer
+parameters of the common forks), and needs only ``protobuf`` at run time.
+
+Users with their own fork's ``caffe.proto`` can compile it at run time::
+
+    import caffe.proto
+    pb2 = caffe.proto.load('/path/to/fork/caffe.proto')   # needs grpcio-tools
+
+or set the environment variable ``CAFFE_PROTO=/path/to/fork/caffe.proto``.
+Code that parses user files calls :func:`active` to get the schema to use: the
+user-loaded one if any, else the shipped ``caffe_pb2``.
+
+A loaded schema lives in its own descriptor pool, so it never clashes with the
+shipped ``caffe_pb2`` (both use package ``caffe``) and several can coexist.
+"""
+import hashlib
+import importlib
+import os
+import sys
+import tempfile
+import threading
+import types
+
+__all__ = ["caffe_pb2", "load", "active", "reset", "ProtoCompileError"]
+
+ENV_VAR = "CAFFE_PROTO"
+
+_lock = threading.RLock()
+_cache = {}          # (abspath, mtime_ns, size) -> module
+_loaded = None       # module set by load(), or None
+_env_loaded = None   # (path, module) loaded from $CAFFE_PROTO
+
+
+class ProtoCompileError(RuntimeError):
+    """protoc rejected a user caffe.proto (message includes protoc's output)."""
+
+
+def __getattr__(name):
+    # Import the generated module lazily, so that `python -m
+    # caffe.proto.regenerate` works even when caffe_pb2.py is missing/stale.
+    if name == "caffe_pb2":
+        mod = importlib.import_module(__name__ + ".caffe_pb2")
+        globals()["caffe_pb2"] = mod
+        return mod
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
+
+
+def _build_module(fds_bytes, proto_path, modname):
+    """Build a generated-code-like module from a serialized FileDescriptorSet."""
+    from google.protobuf import descriptor_pb2, descriptor_pool
+    from google.protobuf.internal import builder
+
+    fds = descriptor_pb2.FileDescriptorSet.FromString(fds_bytes)
+    pool = descriptor_pool.DescriptorPool()
+    for fdp in fds.file:               # --include_imports: dependencies first
+        pool.Add(fdp)
+    target = fds.file[-1].name
+    file_desc = pool.FindFileByName(target)
+
+    mod = types.ModuleType(modname)
+    mod.__file__ = proto_path
+    mod.__doc__ = "Schema compiled at run time from %s" % proto_path
+    g = mod.__dict__
+    g["DESCRIPTOR"] = file_desc
+    g["POOL"] = pool
+    g["SOURCE_PROTO"] = proto_path
+    builder.BuildMessageAndEnumDescriptors(file_desc, g)
+    builder.BuildTopDescriptorsAndMessages(file_desc, modname, g)
+    return mod
+
+
+def _compile(path):
+    from . import regenerate
+    with tempfile.TemporaryDirectory(prefix="caffe_user_proto_") as tmp:
+        out = os.path.join(tmp, "schema.desc")
+        try:
+            regenerate.run_protoc(path, ["--include_imports",
+                                         "--descriptor_set_out=" + out])
+        except regenerate.ProtoCompileError as e:
+            raise ProtoCompileError(str(e)) from None
+        with open(out, "rb") as f:
+            return f.read()
+
+
+def load(path):
+    """Compile a user's (fork) caffe.proto and make it the active schema.
+
+    Returns a module that behaves like a generated ``caffe_pb2`` (message
+    classes, enums, enum values as attributes, ``DESCRIPTOR``). The result is
+    cached per file path and modification time. Requires grpcio-tools.
+    """
+    global _loaded
+    mod = _get_module(path)
+    with _lock:
+        _loaded = mod
+    return mod
+
+
+def _get_module(path):
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isfile(path):
+        raise FileNotFoundError("caffe.proto not found: %s" % path)
+    st = os.stat(path)
+    key = (path, st.st_mtime_ns, st.st_size)
+    with _lock:
+        mod = _cache.get(key)
+        if mod is None:
+            try:
+                fds = _compile(path)
+            except ImportError:
+                raise ImportError(
+                    "grpcio-tools is needed to compile %s at run time: "
+                    "pip install grpcio-tools" % path) from None
+            digest = hashlib.sha1(repr(key).encode()).hexdigest()[:12]
+            stem = os.path.splitext(os.path.basename(path))[0]
+            stem = "".join(c if c.isalnum() else "_" for c in stem)
+            modname = "%s._user_%s_%s_pb2" % (__name__, stem, digest)
+            mod = _build_module(fds, path, modname)
+            sys.modules[modname] = mod
+            _cache[key] = mod
+        return mod
+
+
+def active():
+    """The schema module to parse user files with.
+
+    The module from the last :func:`load` call if any; else the one named by
+    ``$CAFFE_PROTO`` if set; else the shipped ``caffe_pb2``.
+    """
+    global _env_loaded
+    if _loaded is not None:
+        return _loaded
+    env = os.environ.get(ENV_VAR)
+    if env:
+        with _lock:
+            if _env_loaded is None or _env_loaded[0] != env:
+                mod = _get_module(env)
+                _env_loaded = (env, mod)
+                return mod
+            return _env_loaded[1]
+    return __getattr__("caffe_pb2") if "caffe_pb2" not in globals() else globals()["caffe_pb2"]
+
+
+def reset():
+    """Forget any schema set by :func:`load` (``$CAFFE_PROTO`` still applies)."""
+    global _loaded, _env_loaded
+    with _lock:
+        _loaded = None
+        _env_loaded = None
