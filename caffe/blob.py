@@ -1,0 +1,249 @@
+"""Blob: Caffe's N-D float32 array with data and diff, as pycaffe exposes it.
+
+Storage follows Caffe's SyncedMemory: each of ``data`` and ``diff`` owns a host
+buffer and, in GPU mode, a device buffer, plus a "head" saying which side was
+written last.  ``blob.data`` returns a numpy view of the host buffer (so writes
+into it are seen by the next forward, and the array outlives the Net); layers
+read and write the compute-side tensor through :meth:`SyncedBuffer.compute` and
+:meth:`SyncedBuffer.write`.  Buffers grow only when a reshape needs more room,
+as Caffe's ``Blob::Reshape`` does, so views taken earlier stay valid otherwise.
+"""
+import math
+
+import torch
+
+from . import _common
+
+_HOST, _DEVICE, _SYNCED = 0, 1, 2
+_CPU = torch.device("cpu")
+
+
+def _count(shape):
+    return int(math.prod(shape)) if shape else 1
+
+
+class SyncedBuffer:
+    """One buffer (data or diff) with a host copy and an optional device copy."""
+
+    __slots__ = ("_host", "_dev", "_head", "_shape", "_count")
+
+    def __init__(self, shape):
+        self._shape = tuple(shape)
+        self._count = _count(self._shape)
+        self._host = torch.zeros(max(self._count, 1), dtype=torch.float32)
+        self._dev = None
+        self._head = _HOST
+
+    # -- shape -------------------------------------------------------------
+    def reshape(self, shape):
+        shape = tuple(int(d) for d in shape)
+        count = _count(shape)
+        if count > self._host.numel():
+            # Caffe reallocates (zero-filled) only when the count grows.
+            self._host = torch.zeros(count, dtype=torch.float32)
+            self._dev = None
+            self._head = _HOST
+        elif self._dev is not None and count > self._dev.numel():
+            self._sync_to_host()
+            self._dev = None
+            self._head = _HOST
+        self._shape = shape
+        self._count = count
+
+    # -- host side ---------------------------------------------------------
+    def _sync_to_host(self):
+        if self._head == _DEVICE:
+            self._host[: self._dev.numel()].copy_(self._dev)
+            self._head = _SYNCED
+
+    def host(self):
+        """Host tensor of the blob's shape, for writing (marks the host as head)."""
+        self._sync_to_host()
+        self._head = _HOST
+        return self._host[: self._count].view(self._shape)
+
+    def host_readonly(self):
+        """Host tensor for reading only (the head stays where it is)."""
+        self._sync_to_host()
+        return self._host[: self._count].view(self._shape)
+
+    # -- compute side ------------------------------------------------------
+    def compute(self, device=None):
+        """Tensor on the compute device holding the current values (read access)."""
+        if device is None:
+            device = _common.compute_device()
+        if device.type == "cpu":
+            self._sync_to_host()
+            return self._host[: self._count].view(self._shape)
+        if self._dev is None or self._dev.device != device or self._dev.numel() < self._host.numel():
+            self._sync_to_host()
+            self._dev = self._host.to(device)
+            self._head = _SYNCED
+        elif self._head == _HOST:
+            self._dev.copy_(self._host, non_blocking=False)
+            self._head = _SYNCED
+        return self._dev[: self._count].view(self._shape)
+
+    def mutable_compute(self, device=None):
+        """Tensor on the compute device for writing (marks that side as head)."""
+        t = self.compute(device)
+        self._head = _HOST if t.device.type == "cpu" else _DEVICE
+        return t
+
+    def write(self, value):
+        """Reshape to ``value``'s shape and copy it in (on the compute side)."""
+        if tuple(value.shape) != self._shape:
+            self.reshape(value.shape)
+        dst = self.mutable_compute(value.device)
+        dst.copy_(value)
+        return dst
+
+    def set_from_host(self, value):
+        """Overwrite the host side; the device copy follows lazily."""
+        h = self.host()
+        h.copy_(value)
+
+    def zero_(self):
+        """Zero the side that is head (Caffe zeroes on the side in use)."""
+        if self._head == _DEVICE:
+            self._dev[: self._count].zero_()
+        else:
+            self._host[: self._count].zero_()
+            self._head = _HOST
+
+    @property
+    def shape(self):
+        return self._shape
+
+
+class Blob:
+    """A Caffe blob: ``data`` and ``diff`` of one shape, shared by reference."""
+
+    __slots__ = ("_data", "_diff", "__weakref__")
+
+    def __init__(self, shape=()):
+        shape = tuple(int(d) for d in shape)
+        for d in shape:
+            if d < 0:
+                raise ValueError("Blob dimensions must be non-negative, got %s" % (shape,))
+        self._data = SyncedBuffer(shape)
+        self._diff = SyncedBuffer(shape)
+
+    # -- pycaffe surface ---------------------------------------------------
+    @property
+    def shape(self):
+        return list(self._data.shape)
+
+    @property
+    def count(self):
+        return self._data._count
+
+    def num_axes(self):
+        return len(self._data.shape)
+
+    def _legacy(self, index):
+        shape = self._data.shape
+        if len(shape) > 4:
+            raise ValueError("Cannot use legacy accessors on Blobs with > 4 axes (shape %s)"
+                             % (list(shape),))
+        return shape[index] if index < len(shape) else 1
+
+    @property
+    def num(self):
+        return self._legacy(0)
+
+    @property
+    def channels(self):
+        return self._legacy(1)
+
+    @property
+    def height(self):
+        return self._legacy(2)
+
+    @property
+    def width(self):
+        return self._legacy(3)
+
+    def reshape(self, *dims, **kwargs):
+        if kwargs:
+            raise RuntimeError("Blob.reshape takes no kwargs")
+        if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
+            dims = tuple(dims[0])
+        shape = tuple(int(d) for d in dims)
+        for d in shape:
+            if d < 0:
+                raise ValueError("Blob.reshape: negative dimension in %s" % (shape,))
+        self._data.reshape(shape)
+        self._diff.reshape(shape)
+
+    @property
+    def data(self):
+        """float32 numpy view of the data, sharing memory with the blob."""
+        return self._data.host().numpy()
+
+    @property
+    def diff(self):
+        """float32 numpy view of the diff, sharing memory with the blob."""
+        return self._diff.host().numpy()
+
+    @property
+    def _gpu_data_ptr(self):
+        return self._data.mutable_compute(_common.compute_device()).data_ptr()
+
+    @property
+    def _gpu_diff_ptr(self):
+        return self._diff.mutable_compute(_common.compute_device()).data_ptr()
+
+    # -- tensor access for layers and solvers -------------------------------
+    @property
+    def data_buffer(self):
+        return self._data
+
+    @property
+    def diff_buffer(self):
+        return self._diff
+
+    def data_tensor(self, device=None):
+        return self._data.compute(device)
+
+    def diff_tensor(self, device=None):
+        return self._diff.compute(device)
+
+    def mutable_data_tensor(self, device=None):
+        return self._data.mutable_compute(device)
+
+    def mutable_diff_tensor(self, device=None):
+        return self._diff.mutable_compute(device)
+
+    def share_data(self, other):
+        """Make this blob use ``other``'s data buffer (Caffe's ShareData)."""
+        self._data = other._data
+
+    def share_diff(self, other):
+        self._diff = other._diff
+
+    def shape_equals_proto(self, proto):
+        """Caffe's Blob::ShapeEquals: legacy 4-D protos compare right-aligned."""
+        if proto.HasField("num") or proto.HasField("channels") or \
+                proto.HasField("height") or proto.HasField("width"):
+            shape = self._data.shape
+            if len(shape) > 4:
+                return False
+            legacy = [proto.num, proto.channels, proto.height, proto.width]
+            padded = [1] * (4 - len(shape)) + list(shape)
+            return padded == legacy
+        return list(self._data.shape) == list(proto.shape.dim)
+
+    def __repr__(self):
+        return "<caffe.Blob shape=%s>" % (self.shape,)
+
+
+class BlobVec(list):
+    """pycaffe's BlobVec: a list of Blobs with ``add_blob(*dims)``."""
+
+    def add_blob(self, *dims, **kwargs):
+        if kwargs:
+            raise RuntimeError("add_blob takes no kwargs")
+        blob = Blob(tuple(int(d) for d in dims))
+        self.append(blob)
+        return blob

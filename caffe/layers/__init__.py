@@ -1,0 +1,5 @@
+"""Layer implementations, one module per family, all registering into
+``caffe.layers.registry.modules`` (exposed as ``caffe.modules``)."""
+from .registry import modules, register_layer, UnknownLayerError, DuplicateLayerError
+from .base import CaffeLayer, BlobLayer, LayerError
+from . import vision, neuron, common, loss, recurrent, data, detection, python  # noqa: F401 (registration)
