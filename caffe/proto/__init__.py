@@ -141,7 +141,7 @@ def active():
                 _env_loaded = (env, mod)
                 return mod
             return _env_loaded[1]
-    return __getattr__("caffe_pb2") if "caffe_pb2" not in globals() else globals()["caffe_pb2"]
+    return __getattr__("caffe_pb2")
 
 
 def reset():
