@@ -1,0 +1,162 @@
+"""Compute the mean image of a database of Caffe ``Datum`` records.
+
+Usage:
+    python -m caffe.tools.compute_image_mean [FLAGS] INPUT_DB [OUTPUT_FILE]
+
+Numerics follow Caffe's ``tools/compute_image_mean.cpp``: per-element sums
+accumulated in float32 in database order, divided by the record count in
+float32, written as a binary ``BlobProto`` with the legacy
+``num=1, channels, height, width`` shape; the per-channel means are logged
+(``mean_value channel [c]: v``) from a sequential float32 sum.
+"""
+import sys
+
+import numpy as np
+
+from caffe.tools import FlagError, log, parse_flags, usage_text
+
+USAGE = ('Compute the mean_image of a set of images given by a leveldb/lmdb\n'
+         'Usage:\n'
+         '    compute_image_mean [FLAGS] INPUT_DB [OUTPUT_FILE]\n')
+
+FLAGS_SPEC = {
+    'backend': (str, 'lmdb',
+                'The backend {leveldb, lmdb} containing the images'),
+}
+
+
+class MeanError(RuntimeError):
+    pass
+
+
+def decode_datum_native(datum):
+    """Caffe's DecodeDatumNative: an encoded Datum is decoded with
+    ``cv2.imdecode(..., IMREAD_UNCHANGED)`` and replaced by raw CHW bytes.
+    Returns True when it was encoded."""
+    if not datum.encoded:
+        return False
+    import cv2
+    from caffe.tools.convert_imageset import mat_to_datum
+    img = cv2.imdecode(np.frombuffer(datum.data, dtype=np.uint8),
+                       cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise MeanError('Could not decode datum')
+    mat_to_datum(img, datum)
+    return True
+
+
+def _datum_values(datum):
+    if len(datum.data):
+        return np.frombuffer(datum.data, dtype=np.uint8)
+    return np.asarray(datum.float_data, dtype=np.float32)
+
+
+def compute_image_mean(input_db, output_file=None, backend='lmdb'):
+    """Library form of the tool.  Returns the ``BlobProto`` of the mean."""
+    from caffe.proto import caffe_pb2
+    from caffe.tools._db import open_db
+
+    db = open_db(input_db, backend, 'r')
+    try:
+        cur = db.cursor()
+        if not cur.valid():
+            raise MeanError('database {} is empty'.format(input_db))
+        first = caffe_pb2.Datum()
+        first.ParseFromString(cur.value())
+        if decode_datum_native(first):
+            log('I', 'Decoding Datum')
+        channels, height, width = first.channels, first.height, first.width
+        data_size = channels * height * width
+        size_in_datum = max(len(first.data), len(first.float_data))
+        sums = np.zeros(size_in_datum, dtype=np.float32)
+        log('I', 'Starting iteration')
+        count = 0
+        while cur.valid():
+            datum = caffe_pb2.Datum()
+            datum.ParseFromString(cur.value())
+            decode_datum_native(datum)
+            n = max(len(datum.data), len(datum.float_data))
+            if n != data_size:
+                raise MeanError(
+                    'Check failed: size_in_datum == data_size ({} vs. {}) '
+                    'Incorrect data field size {} (key {!r})'.format(
+                        n, data_size, n, cur.key()))
+            values = _datum_values(datum)
+            if values.size != sums.size:
+                raise MeanError('Incorrect data field size {} (key {!r})'
+                                .format(values.size, cur.key()))
+            # float += uint8 / float: float32 arithmetic, as in Caffe
+            sums = np.add(sums, values, dtype=np.float32)
+            count += 1
+            if count % 10000 == 0:
+                log('I', 'Processed {} files.'.format(count))
+            cur.next()
+        cur.close()
+    finally:
+        db.close()
+    if count % 10000 != 0:
+        log('I', 'Processed {} files.'.format(count))
+    mean = np.divide(sums, np.float32(count), dtype=np.float32)
+
+    blob = caffe_pb2.BlobProto()
+    blob.num = 1
+    blob.channels = channels
+    blob.height = height
+    blob.width = width
+    blob.data.extend(mean.tolist())
+    if output_file is not None:
+        log('I', 'Write to {}'.format(output_file))
+        with open(output_file, 'wb') as f:
+            f.write(blob.SerializeToString())
+    dim = height * width
+    log('I', 'Number of channels: {}'.format(channels))
+    for c in range(channels):
+        chan = mean[dim * c:dim * (c + 1)]
+        total = (np.cumsum(chan, dtype=np.float32)[-1] if dim
+                 else np.float32(0))
+        value = np.float32(total) / np.float32(dim) if dim else float('nan')
+        log('I', 'mean_value channel [{}]: {}'.format(
+            c, _cpp_float(value)))
+    return blob
+
+
+def channel_means(blob):
+    """Per-channel means as Caffe logs them (float32 sequential sums)."""
+    data = np.asarray(blob.data, dtype=np.float32)
+    dim = blob.height * blob.width
+    out = []
+    for c in range(blob.channels):
+        total = np.cumsum(data[dim * c:dim * (c + 1)], dtype=np.float32)[-1]
+        out.append(float(np.float32(total) / np.float32(dim)))
+    return out
+
+
+def _cpp_float(v):
+    """``std::ostream << float`` with default formatting (%g, 6 digits)."""
+    return '%g' % float(v)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        flags, args = parse_flags(argv, FLAGS_SPEC)
+    except FlagError as e:
+        if str(e) != 'help':
+            sys.stderr.write('ERROR: {}\n'.format(e))
+        sys.stderr.write(usage_text('compute_image_mean', USAGE, FLAGS_SPEC))
+        return 1
+    if len(args) < 1 or len(args) > 2:
+        sys.stderr.write(usage_text('compute_image_mean', USAGE, FLAGS_SPEC))
+        return 1
+    from caffe.tools._db import DBError
+    try:
+        compute_image_mean(args[0], args[1] if len(args) == 2 else None,
+                           backend=flags['backend'])
+    except (MeanError, DBError, OSError) as e:
+        log('F', str(e))
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
