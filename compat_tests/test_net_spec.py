@@ -265,6 +265,8 @@ def test_load_into_net():
     import caffe
     if not hasattr(caffe, 'Net'):
         pytest.skip('caffe.Net runtime not importable in this checkout')
+    if 'DummyData' not in caffe.layer_type_list():
+        pytest.skip('DummyData layer not registered in this checkout')
     for proto, n_layers in ((dummy_lenet(5), 9), (anonymous_lenet(5), 9)):
         with tempfile.NamedTemporaryFile('w', suffix='.prototxt',
                                          delete=False) as f:
@@ -283,6 +285,32 @@ def test_load_into_net():
     finally:
         os.unlink(f.name)
 
+
+
+def test_input_net_loads_into_net():
+    """A NetSpec built only from runtime-core layers (Input, Convolution,
+    in-place ReLU, Pooling, top-less Silence) builds and runs as a Net."""
+    import caffe
+    if not hasattr(caffe, 'Net'):
+        pytest.skip('caffe.Net runtime not importable in this checkout')
+    n = NetSpec()
+    n.data = L.Input(shape=dict(dim=[2, 1, 12, 12]))
+    n.conv = L.Convolution(n.data, num_output=3, kernel_size=3,
+                           weight_filler=dict(type='xavier'))
+    n.relu = L.ReLU(n.conv, in_place=True)
+    n.pool = L.Pooling(n.relu, pool=P.Pooling.MAX, kernel_size=2, stride=2)
+    n.silence = L.Silence(n.pool, ntop=0)
+    with tempfile.NamedTemporaryFile('w', suffix='.prototxt',
+                                     delete=False) as f:
+        f.write(str(n.to_proto()))
+    try:
+        net = caffe.Net(f.name, caffe.TEST)
+    finally:
+        os.unlink(f.name)
+    assert list(net.blobs) == ['data', 'conv', 'pool']
+    assert len(net.layers) == 5
+    assert net.blobs['pool'].data.shape == (2, 3, 5, 5)
+    assert len(net.forward()) == 0
 
 # -- parameter routing -------------------------------------------------------
 
@@ -465,3 +493,13 @@ def test_deconvolution_flat_kwargs():
     assert a.convolution_param == b.convolution_param
     assert list(a.loss_weight) == list(b.loss_weight) == [0]
     assert list(a.convolution_param.kernel_size) == [4]
+
+
+def test_top_level_names_are_net_spec_objects():
+    """`from caffe import layers as L` must give net_spec's Layers, not the
+    caffe/layers/ runtime package that shares the name."""
+    import caffe
+    from caffe import layers as top_layers, params as top_params
+    assert top_layers is net_spec.layers
+    assert top_params is net_spec.params
+    assert caffe.NetSpec is NetSpec and caffe.to_proto is to_proto
