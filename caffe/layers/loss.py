@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .base import CaffeLayer
 from .registry import register_layer
@@ -49,7 +48,9 @@ def _normalizer(mode, outer, inner, valid_count):
         return float(max(1, outer))
     if mode == NONE:
         return 1.0
-    return valid_count.clamp(min=1)
+    if isinstance(valid_count, torch.Tensor):
+        return valid_count.clamp(min=1)
+    return float(max(1, valid_count))
 
 
 class LossLayer(CaffeLayer):
@@ -113,7 +114,7 @@ class _SoftmaxLossFn(torch.autograd.Function):
             picked = picked * valid
             count = valid.sum().to(x.dtype)
         else:
-            count = torch.tensor(float(outer * inner), dtype=x.dtype, device=x.device)
+            count = outer * inner
         norm = _normalizer(mode, outer, inner, count)
         loss = -picked.sum() / norm
         ctx.save_for_backward(prob, idx, valid if valid is not None else idx)
@@ -203,7 +204,7 @@ class _InfogainLossFn(torch.autograd.Function):
             per_pos = per_pos * valid
             count = valid.sum().to(x.dtype)
         else:
-            count = torch.tensor(float(outer * inner), dtype=x.dtype, device=x.device)
+            count = outer * inner
         norm = _normalizer(mode, outer, inner, count)
         loss = -per_pos.sum() / norm
         rowsum = H.sum(1)[idx].unsqueeze(1)                 # (outer, 1, inner)
@@ -326,7 +327,7 @@ class _SigmoidXentFn(torch.autograd.Function):
             count = valid.sum().to(x.dtype)
         else:
             valid = None
-            count = torch.tensor(float(x.numel()), dtype=x.dtype, device=x.device)
+            count = x.numel()
         norm = _normalizer(mode, outer, inner, count)
         loss = -elem.sum() / norm
         ctx.save_for_backward(x, t, valid if valid is not None else t)
