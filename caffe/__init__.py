@@ -1,0 +1,39 @@
+"""torchcaffe: BVLC Caffe's Python API (pycaffe), running on PyTorch.
+
+``import caffe`` gives the pycaffe surface: Net, the solvers, Layer for Python
+layers, io, net_spec and the mode/seed functions, with Caffe's semantics.
+"""
+__version__ = "1.0.0"
+
+from ._common import (TRAIN, TEST, init_log, log, set_mode_cpu, set_mode_gpu, set_device,
+                      set_random_seed, solver_count, set_solver_count, solver_rank,
+                      set_solver_rank, set_multiprocess, has_nccl)
+from .blob import Blob, BlobVec
+from .layers import modules
+from .net import Net
+from . import io
+from .net_spec import layers, params, NetSpec, to_proto
+from .layers.python import Layer  # noqa: F401  (pycaffe's Python layer base)
+
+
+def layer_type_list():
+    """Registered layer types, sorted (pycaffe's ``caffe.layer_type_list``)."""
+    return modules.types()
+
+
+def __getattr__(name):
+    # Heavier or later-loaded parts of pycaffe, imported on first use.
+    if name in ("SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver",
+                "AdaDeltaSolver", "AdamSolver", "get_solver", "Solver"):
+        from . import solver
+        return getattr(solver, name)
+    if name in ("Classifier",):
+        from .classifier import Classifier
+        return Classifier
+    if name in ("Detector",):
+        from .detector import Detector
+        return Detector
+    if name in ("NCCL", "Timer"):
+        from . import _extras
+        return getattr(_extras, name)
+    raise AttributeError("module 'caffe' has no attribute %r" % (name,))

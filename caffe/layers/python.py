@@ -1,0 +1,99 @@
+"""Python layers: ``type: "Python"`` with ``python_param { module layer param_str }``.
+
+As in Caffe, the module is imported from ``sys.path`` and the class is
+instantiated with the LayerParameter; before ``setup`` the layer gets
+``param_str`` (also as ``param_str_``, one fork's spelling) and ``phase``.
+The same Python object is what ``net.layers[i]`` returns.
+"""
+import importlib
+import os
+import sys
+
+from .._common import TRAIN, TEST
+from ..blob import BlobVec
+from .registry import modules
+
+
+class Phase(int):
+    """An int equal to caffe.TRAIN/TEST whose str() is 'TRAIN'/'TEST'."""
+
+    def __str__(self):
+        return "TRAIN" if self == TRAIN else "TEST"
+
+    __repr__ = __str__
+
+
+class Layer:
+    """Base class of Python layers (pycaffe's ``caffe.Layer``)."""
+
+    _caffe_blob_layer = True
+    type = "Python"
+    is_loss = False
+    mutates_params = False
+    num_bottoms = None
+    num_tops = None
+
+    def __init__(self, layer_param=None, *args, **kwargs):
+        self._layer_param = layer_param
+
+    @property
+    def blobs(self):
+        blobs = self.__dict__.get("_blobs")
+        if blobs is None:
+            blobs = BlobVec()
+            self.__dict__["_blobs"] = blobs
+        return blobs
+
+    def _caffe_prepare(self, layer_param, phase):
+        self.__dict__.setdefault("_layer_param", layer_param)
+        self.param_str = layer_param.python_param.param_str
+        self.param_str_ = self.param_str
+        self.phase = Phase(phase)
+
+    def allow_force_backward(self, bottom_index):
+        return True
+
+    def setup(self, bottom, top):
+        pass
+
+    def reshape(self, bottom, top):
+        pass
+
+    def forward(self, bottom, top):
+        pass
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+
+
+class PythonLayerError(ImportError):
+    pass
+
+
+def _python_layer(layer_param, bottom_shapes, phase):
+    pp = layer_param.python_param
+    if not pp.module or not pp.layer:
+        raise PythonLayerError("layer %r (type Python): python_param.module and "
+                               "python_param.layer must both be set" % layer_param.name)
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(pp.module)
+    except ImportError as exc:
+        raise PythonLayerError("layer %r (type Python): cannot import python_param.module %r "
+                               "(%s); is its folder on sys.path / PYTHONPATH?"
+                               % (layer_param.name, pp.module, exc)) from exc
+    try:
+        cls = getattr(module, pp.layer)
+    except AttributeError:
+        raise PythonLayerError("layer %r (type Python): module %r has no class %r "
+                               "(python_param.layer)" % (layer_param.name, pp.module,
+                                                         pp.layer)) from None
+    layer = cls(layer_param)
+    if not getattr(layer, "_caffe_blob_layer", False):
+        raise PythonLayerError("layer %r: %s.%s must subclass caffe.Layer"
+                               % (layer_param.name, pp.module, pp.layer))
+    return layer
+
+
+modules.register_builtin("Python", _python_layer)

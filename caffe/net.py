@@ -1,0 +1,1075 @@
+"""caffe.Net: builds a Caffe net from a NetParameter and runs it as Caffe does.
+
+The net owns the graph: it filters layers by the NetState rules, inserts Split
+layers with Caffe's names, creates one Blob per top name, shares parameters by
+``param { name }``, decides which layers need backward with Caffe's rules, and
+drives forward and backward layer by layer.  Each tensor layer's forward is
+recorded as its own small autograd graph (only when that layer needs backward),
+so ``backward`` replays Caffe's per-layer backward from whatever diffs the top
+blobs hold at that moment -- diffs written by hand included.
+"""
+import logging
+import os
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from . import _common
+from .blob import Blob, BlobVec
+from .layers.registry import modules, is_rich_factory
+from .layers.base import LayerError
+from . import protoio
+from .protoio import CaffeFileError
+from .weights import blob_from_proto, blob_to_proto, is_hdf5, source_layers
+
+logger = logging.getLogger("caffe")
+
+
+class NetError(ValueError):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# NetState rules and split insertion (pure protobuf transformations)
+# ---------------------------------------------------------------------------
+def state_meets_rule(state, rule, layer_name):
+    if rule.HasField("phase") and rule.phase != state.phase:
+        return False
+    if rule.HasField("min_level") and state.level < rule.min_level:
+        return False
+    if rule.HasField("max_level") and state.level > rule.max_level:
+        return False
+    stages = set(state.stage)
+    for s in rule.stage:
+        if s not in stages:
+            return False
+    for s in rule.not_stage:
+        if s in stages:
+            return False
+    return True
+
+
+def filter_net(param, source="<net>"):
+    """Copy of ``param`` keeping the layers whose include/exclude rules admit its state."""
+    out = type(param)()
+    out.CopyFrom(param)
+    del out.layer[:]
+    for layer in param.layer:
+        if len(layer.include) and len(layer.exclude):
+            raise NetError("%s: layer %r specifies both include and exclude rules; "
+                           "specify one or the other" % (source, layer.name))
+        if len(layer.include):
+            keep = any(state_meets_rule(param.state, r, layer.name) for r in layer.include)
+        else:
+            keep = not any(state_meets_rule(param.state, r, layer.name) for r in layer.exclude)
+        if keep:
+            out.layer.add().CopyFrom(layer)
+    return out
+
+
+def split_layer_name(blob, layer, top_index):
+    return "%s_%s_%d_split" % (blob, layer, top_index)
+
+
+def split_blob_name(blob, layer, top_index, split_index):
+    return "%s_%s_%d_split_%d" % (blob, layer, top_index, split_index)
+
+
+def insert_splits(param):
+    """Caffe's InsertSplits: a Split layer after every top consumed more than once."""
+    producer = {}            # blob name -> (layer index, top index)
+    consumers = {}           # (layer index, top index) -> number of consumers
+    bottom_src = {}          # (layer index, bottom index) -> (layer index, top index)
+    loss_consumer = {}
+    for i, layer in enumerate(param.layer):
+        for j, name in enumerate(layer.bottom):
+            if name not in producer:
+                raise NetError("Unknown bottom blob %r (layer %r, bottom index %d)"
+                               % (name, layer.name, j))
+            src = producer[name]
+            bottom_src[(i, j)] = src
+            consumers[src] = consumers.get(src, 0) + 1
+        for j, name in enumerate(layer.top):
+            producer[name] = (i, j)
+        for j in range(len(layer.top)):
+            w = layer.loss_weight[j] if j < len(layer.loss_weight) else 0
+            if w:
+                loss_consumer[(i, j)] = True
+                consumers[(i, j)] = consumers.get((i, j), 0) + 1
+    out = type(param)()
+    out.CopyFrom(param)
+    del out.layer[:]
+    split_index = {}
+    for i, layer in enumerate(param.layer):
+        new = out.layer.add()
+        new.CopyFrom(layer)
+        for j in range(len(layer.bottom)):
+            src = bottom_src[(i, j)]
+            if consumers.get(src, 0) > 1:
+                k = split_index.get(src, 0)
+                split_index[src] = k + 1
+                src_layer = param.layer[src[0]]
+                new.bottom[j] = split_blob_name(src_layer.top[src[1]], src_layer.name, src[1], k)
+        for j, top in enumerate(layer.top):
+            n = consumers.get((i, j), 0)
+            if n > 1:
+                split = out.layer.add()
+                split.name = split_layer_name(top, layer.name, j)
+                split.type = "Split"
+                split.bottom.append(top)
+                for k in range(n):
+                    split.top.append(split_blob_name(top, layer.name, j, k))
+                if loss_consumer.get((i, j)):
+                    # the loss weight moves onto the split top that stands for it
+                    w = layer.loss_weight[j]
+                    new.loss_weight[j] = 0
+                    for k in range(n - 1):
+                        split.loss_weight.append(0)
+                    split.loss_weight.append(w)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Per-layer steps: precomputed so the forward loop stays flat
+# ---------------------------------------------------------------------------
+class _Step:
+    __slots__ = ("layer", "bottoms", "tops", "params", "is_blob_layer", "record",
+                 "bottom_need", "param_need", "need_backward", "inplace", "tape",
+                 "loss_tops", "mutates", "index", "noop")
+
+
+def _as_list(outs):
+    if isinstance(outs, torch.Tensor):
+        return [outs]
+    return list(outs)
+
+
+class CallableLayer(torch.nn.Module):
+    """Adapter for caffemodel2pytorch-style factories: ``factory(param)`` returns
+    an nn.Module, a function or an autograd Function class applied to bottoms."""
+
+    def __init__(self, fn, layer_param, phase):
+        super().__init__()
+        self.layer_param = layer_param
+        self.name = layer_param.name
+        self.phase = int(phase)
+        if isinstance(fn, type) and issubclass(fn, torch.autograd.Function):
+            fn = fn.apply
+        if isinstance(fn, torch.nn.Module):
+            self.module = fn
+            self._fn = None
+        else:
+            self.module = None
+            self._fn = fn
+        self.blobs = BlobVec()
+        if self.module is not None:
+            self._param_names = []
+            for pname, p in self.module.named_parameters():
+                blob = Blob(tuple(p.shape))
+                blob.data_buffer.host().copy_(p.detach().cpu())
+                self.blobs.append(blob)
+                self._param_names.append(pname)
+
+    is_loss = False
+    mutates_params = False
+    num_bottoms = (0, None)
+    num_tops = (0, None)
+
+    def allow_force_backward(self, i):
+        return True
+
+    def run(self, bottoms, params):
+        if self.module is not None:
+            if self.blobs:
+                from torch.func import functional_call
+                outs = functional_call(self.module, dict(zip(self._param_names, params)),
+                                       tuple(bottoms))
+            else:
+                outs = self.module(*bottoms)
+        else:
+            outs = self._fn(*bottoms)
+        if outs is None:
+            return []
+        return _as_list(outs)
+
+    def forward(self, *bottoms):
+        return self.run(list(bottoms), [b.data_tensor() for b in self.blobs])
+
+    def output_shapes(self, bottom_shapes):
+        bottoms = [torch.zeros(s) for s in bottom_shapes]
+        with torch.no_grad():
+            outs = self.run(bottoms, [b.data_tensor(torch.device("cpu")) for b in self.blobs])
+        return [tuple(o.shape) for o in outs]
+
+
+class LayerParamDict(dict):
+    """The ``*_param`` of a layer as a dict (caffemodel2pytorch's ``param``),
+    also readable as attributes; unset scalar fields give their defaults."""
+
+    def __init__(self, msg):
+        super().__init__()
+        self._msg = msg
+        if msg is None:
+            return
+        for field in msg.DESCRIPTOR.fields:
+            value = getattr(msg, field.name)
+            if field.label == field.LABEL_REPEATED:
+                if field.message_type is not None:
+                    value = [LayerParamDict(v) for v in value]
+                else:
+                    value = list(value)
+            elif field.message_type is not None:
+                if not msg.HasField(field.name):
+                    continue
+                value = LayerParamDict(value)
+            self[field.name] = value
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _type_param(layer_param):
+    for field, value in layer_param.ListFields():
+        if field.name.endswith("_param") and field.message_type is not None:
+            return value
+    return None
+
+
+def build_layer(layer_param, bottom_shapes, phase, source=None):
+    """Instantiate the layer for ``layer_param`` through ``caffe.modules``."""
+    factory = modules.lookup(layer_param, source)
+    if is_rich_factory(factory):
+        layer = factory(layer_param, bottom_shapes, phase)
+    else:
+        made = factory(LayerParamDict(_type_param(layer_param)))
+        if getattr(made, "_caffe_blob_layer", False) or hasattr(made, "run"):
+            layer = made
+        else:
+            layer = CallableLayer(made, layer_param, phase)
+    return layer
+
+
+# ---------------------------------------------------------------------------
+# Net
+# ---------------------------------------------------------------------------
+class Net:
+    """A Caffe net.
+
+    ``Net(network_file, phase, level=0, stages=None, weights=None)`` or the
+    legacy ``Net(network_file, pretrained_file, phase)``; a NetParameter
+    message may stand for the file (its own ``state`` is then used unless a
+    phase is given).
+    """
+
+    def __init__(self, *args, **kwargs):
+        network_file, phase, level, stages, weights = self._parse_args(args, kwargs)
+        self._init(network_file, phase, level, stages)
+        if weights is not None:
+            protoio.check_file(weights, "weights")
+            self.copy_from(weights)
+
+    @staticmethod
+    def _parse_args(args, kwargs):
+        args = list(args)
+        network_file = kwargs.pop("network_file", kwargs.pop("param_file", None))
+        if network_file is None:
+            if not args:
+                raise TypeError("Net() needs a network file")
+            network_file = args.pop(0)
+        weights = kwargs.pop("weights", None)
+        phase = kwargs.pop("phase", None)
+        if args and isinstance(args[0], (str, bytes, os.PathLike)):
+            weights = args.pop(0)           # legacy Net(proto, weights, phase)
+        if args and phase is None:
+            phase = args.pop(0)
+        level = kwargs.pop("level", args.pop(0) if args else 0)
+        stages = kwargs.pop("stages", args.pop(0) if args else None)
+        if args and weights is None:
+            weights = args.pop(0)
+        if args or kwargs:
+            raise TypeError("Net(): unexpected arguments %r %r" % (args, kwargs))
+        return network_file, phase, level, stages, weights
+
+    # -- construction --------------------------------------------------------
+    def _init(self, network_file, phase, level, stages):
+        if hasattr(network_file, "DESCRIPTOR"):
+            self._source = "<NetParameter %s>" % network_file.name
+        else:
+            self._source = str(network_file)
+        param = protoio.read_net_param(network_file)
+        if phase is not None:
+            if phase not in (_common.TRAIN, _common.TEST):
+                raise ValueError("Net phase must be caffe.TRAIN or caffe.TEST, got %r" % (phase,))
+            param.state.phase = int(phase)
+            if stages:
+                param.state.stage.extend(list(stages))
+            param.state.level = int(level or 0)
+        self._phase = param.state.phase
+        self._name = param.name
+        self._force_backward = param.force_backward
+        filtered = filter_net(param, self._source)
+        try:
+            self._param = insert_splits(filtered)
+        except NetError as exc:
+            raise NetError("%s: %s" % (self._source, exc)) from None
+        self._build()
+
+    def _build(self):
+        param = self._param
+        source = self._source
+        self._layers = []
+        self._layer_names = []
+        self._layer_params = []
+        self._blobs = []
+        self._blob_names = []
+        self._blob_index = {}
+        self._blob_need_backward = []
+        self._bottom_ids = []
+        self._top_ids = []
+        self._inputs = []
+        self._blob_loss_weights = []
+        self._param_specs = []           # per layer: list of ParamSpec-like tuples
+        self._learnable = []             # owner blobs, in Caffe's learnable_params order
+        self._learnable_lr = []
+        self._learnable_decay = []
+        self._param_owner_names = {}     # shared param name -> (layer idx, blob idx, blob)
+        self._param_owned = []           # per layer: list of bool (owns its blob)
+        available = OrderedDict()
+        layer_need_backward = []
+        bottom_need_backward = []
+        param_need_backward = []
+
+        for li, lp in enumerate(param.layer):
+            if not lp.HasField("phase"):
+                lp.phase = self._phase
+            where = "%s: layer %r (type %s)" % (source, lp.name, lp.type)
+            # bottoms
+            bottom_ids = []
+            b_need = []
+            need_backward = False
+            for bi, name in enumerate(lp.bottom):
+                if name not in self._blob_index:
+                    raise NetError("%s: unknown bottom blob %r (bottom index %d): no earlier "
+                                   "layer produces it" % (where, name, bi))
+                bid = self._blob_index[name]
+                bottom_ids.append(bid)
+                available.pop(name, None)
+                nb = self._blob_need_backward[bid]
+                if bi < len(lp.propagate_down):
+                    nb = bool(lp.propagate_down[bi])
+                b_need.append(nb)
+                need_backward |= self._blob_need_backward[bid]
+            if len(lp.propagate_down) and len(lp.propagate_down) != len(lp.bottom):
+                raise NetError("%s: propagate_down param must be specified either 0 or "
+                               "bottom_size times (got %d for %d bottoms)"
+                               % (where, len(lp.propagate_down), len(lp.bottom)))
+            bottom_shapes = [tuple(self._blobs[b].shape) for b in bottom_ids]
+            # the layer itself
+            try:
+                layer = build_layer(lp, bottom_shapes, self._phase, source)
+            except LayerError as exc:
+                raise LayerError("%s: %s" % (source, exc)) from None
+            self._check_counts(layer, lp, where)
+            # tops
+            top_ids = []
+            for ti, name in enumerate(lp.top):
+                if name in self._blob_index:
+                    if ti < len(lp.bottom) and lp.bottom[ti] == name:
+                        tid = self._blob_index[name]      # in-place
+                    else:
+                        raise NetError("%s: top blob %r produced by multiple sources"
+                                       % (where, name))
+                else:
+                    tid = len(self._blobs)
+                    self._blobs.append(Blob(()))
+                    self._blob_names.append(name)
+                    self._blob_index[name] = tid
+                    self._blob_need_backward.append(False)
+                    self._blob_loss_weights.append(0.0)
+                top_ids.append(tid)
+                available[name] = tid
+                if lp.type == "Input":
+                    self._inputs.append(tid)
+            # set up shapes
+            is_blob_layer = bool(getattr(layer, "_caffe_blob_layer", False))
+            bottoms = [self._blobs[b] for b in bottom_ids]
+            tops = [self._blobs[t] for t in top_ids]
+            if is_blob_layer:
+                if hasattr(layer, "_caffe_prepare"):
+                    layer._caffe_prepare(lp, self._phase)
+                layer.setup(bottoms, tops)
+                layer.reshape(bottoms, tops)
+            else:
+                try:
+                    shapes = layer.output_shapes(bottom_shapes)
+                except LayerError:
+                    raise
+                except Exception as exc:
+                    raise NetError("%s: cannot set up the layer for bottom shapes %s: %s"
+                                   % (where, bottom_shapes, exc)) from exc
+                if len(shapes) != len(tops):
+                    raise NetError("%s: the layer produces %d tops but %d are named"
+                                   % (where, len(shapes), len(tops)))
+                for blob, shape in zip(tops, shapes):
+                    blob.reshape(*shape)
+            if getattr(layer, "type", None) != lp.type:
+                try:
+                    layer.type = lp.type
+                except AttributeError:
+                    pass
+            # loss weights: Caffe's SetLossWeights
+            weights = list(lp.loss_weight)
+            if not weights and getattr(layer, "is_loss", False) and len(top_ids):
+                weights = [1.0]
+            if weights and len(weights) != len(top_ids):
+                raise NetError("%s: loss_weight must be unspecified or specified once per top "
+                               "blob (got %d for %d tops)" % (where, len(weights), len(top_ids)))
+            loss_tops = []
+            for ti, w in enumerate(weights):
+                if w:
+                    tid = top_ids[ti]
+                    self._blob_loss_weights[tid] = float(w)
+                    self._blobs[tid].diff_buffer.host().fill_(float(w))
+                    loss_tops.append(ti)
+            # params
+            p_need = self._append_params(li, lp, layer, where)
+            need_backward |= any(p_need)
+            for tid in top_ids:
+                if need_backward:
+                    self._blob_need_backward[tid] = True
+            self._layers.append(layer)
+            self._layer_names.append(lp.name)
+            self._layer_params.append(lp)
+            self._bottom_ids.append(bottom_ids)
+            self._top_ids.append(top_ids)
+            layer_need_backward.append(need_backward)
+            bottom_need_backward.append(b_need)
+            param_need_backward.append(p_need)
+            self._loss_tops_of = getattr(self, "_loss_tops_of", [])
+            self._loss_tops_of.append(loss_tops)
+
+        # Prune backward where no loss depends on a layer (net.cpp's reverse pass).
+        under_loss = set()
+        skip_backp = set()
+        for li in range(len(self._layers) - 1, -1, -1):
+            contributes = False
+            skip_prop = True
+            for ti, tid in enumerate(self._top_ids[li]):
+                name = self._blob_names[tid]
+                if self._blob_loss_weights[tid] and ti in self._loss_tops_of[li]:
+                    contributes = True
+                if name in under_loss:
+                    contributes = True
+                if name not in skip_backp:
+                    skip_prop = False
+                if contributes and not skip_prop:
+                    break
+            if layer_need_backward[li] and skip_prop:
+                layer_need_backward[li] = False
+                bottom_need_backward[li] = [False] * len(bottom_need_backward[li])
+            if not contributes:
+                layer_need_backward[li] = False
+            for bi, bid in enumerate(self._bottom_ids[li]):
+                name = self._blob_names[bid]
+                if contributes:
+                    under_loss.add(name)
+                else:
+                    bottom_need_backward[li][bi] = False
+                if not bottom_need_backward[li][bi]:
+                    skip_backp.add(name)
+        if self._force_backward:
+            for li, layer in enumerate(self._layers):
+                layer_need_backward[li] = True
+                for bi, bid in enumerate(self._bottom_ids[li]):
+                    allow = layer.allow_force_backward(bi) if hasattr(
+                        layer, "allow_force_backward") else True
+                    bottom_need_backward[li][bi] = bottom_need_backward[li][bi] or bool(allow)
+                    self._blob_need_backward[bid] = (self._blob_need_backward[bid]
+                                                     or bottom_need_backward[li][bi])
+                param_need_backward[li] = [True] * len(param_need_backward[li])
+        self._layer_need_backward = layer_need_backward
+        self._bottom_need_backward = bottom_need_backward
+        self._param_need_backward = param_need_backward
+        self._outputs = sorted(available.values(), key=lambda i: self._blob_names[i])
+        self._build_steps()
+        self._blobs_dict = None
+        self._layer_dict = None
+        self._params_dict = None
+        self._before_forward = []
+        self._after_forward = []
+        self._before_backward = []
+        self._after_backward = []
+
+    def _check_counts(self, layer, lp, where):
+        for what, names, bounds in (("bottom", lp.bottom, getattr(layer, "num_bottoms", None)),
+                                    ("top", lp.top, getattr(layer, "num_tops", None))):
+            if not bounds:
+                continue
+            lo, hi = bounds
+            n = len(names)
+            if (lo is not None and n < lo) or (hi is not None and n > hi):
+                if lo == hi:
+                    want = "exactly %d" % lo
+                elif hi is None:
+                    want = "at least %d" % lo
+                else:
+                    want = "between %d and %d" % (lo, hi)
+                raise NetError("%s takes %s %s blob(s), got %d" % (where, want, what, n))
+
+    def _append_params(self, li, lp, layer, where):
+        """Caffe's AppendParam: sharing by name, lr/decay multipliers."""
+        p_need = []
+        owned = []
+        specs = []
+        fixed_lr = getattr(layer, "fixed_param_lr", False)
+        blobs = getattr(layer, "blobs", [])
+        for j in range(len(blobs)):
+            spec = lp.param[j] if j < len(lp.param) else None
+            lr = spec.lr_mult if spec is not None and spec.HasField("lr_mult") else 1.0
+            decay = spec.decay_mult if spec is not None and spec.HasField("decay_mult") else 1.0
+            if fixed_lr:
+                if spec is not None and spec.HasField("lr_mult") and spec.lr_mult != 0:
+                    raise NetError("%s: cannot configure statistics as learnable parameters "
+                                   "(param %d lr_mult must be 0)" % (where, j))
+                lr = 0.0
+            name = spec.name if spec is not None else ""
+            specs.append((name, lr, decay))
+            if name and name in self._param_owner_names:
+                owner_li, owner_j, owner_blob, owner_lr, owner_decay = \
+                    self._param_owner_names[name]
+                mode = spec.share_mode  # 0 STRICT, 1 PERMISSIVE
+                if mode == 1:
+                    if owner_blob.count != blobs[j].count:
+                        raise NetError("%s: cannot share param %r owned by layer %r with this "
+                                       "layer: count mismatch (%d vs %d)"
+                                       % (where, name, self._param_param_name(owner_li),
+                                          owner_blob.count, blobs[j].count))
+                elif owner_blob.shape != blobs[j].shape:
+                    raise NetError("%s: cannot share param %r owned by layer %r with this layer:"
+                                   " shape mismatch %s vs %s; use share_mode PERMISSIVE to "
+                                   "check only counts" % (where, name,
+                                                         self._param_param_name(owner_li),
+                                                         owner_blob.shape, blobs[j].shape))
+                if owner_blob.shape != blobs[j].shape:
+                    shared = Blob(tuple(blobs[j].shape))
+                    shared.share_data(owner_blob)
+                    shared.share_diff(owner_blob)
+                    raise NetError("%s: PERMISSIVE sharing of differently shaped params is not "
+                                   "supported (param %r)" % (where, name))
+                if spec.HasField("lr_mult") and lr != owner_lr:
+                    raise NetError("%s: shared param %r has mismatched lr_mult" % (where, name))
+                if spec.HasField("decay_mult") and decay != owner_decay:
+                    raise NetError("%s: shared param %r has mismatched decay_mult"
+                                   % (where, name))
+                blobs[j] = owner_blob
+                owned.append(False)
+            else:
+                if name:
+                    self._param_owner_names[name] = (li, j, blobs[j], lr, decay)
+                owned.append(True)
+                self._learnable.append(blobs[j])
+                self._learnable_lr.append(lr)
+                self._learnable_decay.append(decay)
+            p_need.append(lr != 0)
+        self._param_specs.append(specs)
+        self._param_owned.append(owned)
+        return p_need
+
+    def _param_param_name(self, li):
+        return self._param.layer[li].name
+
+    def _build_steps(self):
+        self._steps = []
+        for li, layer in enumerate(self._layers):
+            st = _Step()
+            st.index = li
+            st.layer = layer
+            st.bottoms = [self._blobs[b] for b in self._bottom_ids[li]]
+            st.tops = [self._blobs[t] for t in self._top_ids[li]]
+            st.params = list(getattr(layer, "blobs", []))
+            st.is_blob_layer = bool(getattr(layer, "_caffe_blob_layer", False))
+            st.need_backward = self._layer_need_backward[li]
+            st.bottom_need = list(self._bottom_need_backward[li])
+            st.param_need = list(self._param_need_backward[li])
+            st.record = st.need_backward and not st.is_blob_layer
+            bset = set(self._bottom_ids[li])
+            st.inplace = [b in set(self._top_ids[li]) for b in self._bottom_ids[li]]
+            del bset
+            st.tape = None
+            st.loss_tops = [(st.tops[ti], ti) for ti in self._loss_tops_of[li]]
+            st.mutates = bool(getattr(layer, "mutates_params", False))
+            # Input-like layers: their tops are what the user wrote; never recomputed.
+            st.noop = bool(getattr(layer, "forward_is_noop", False))
+            if st.noop:
+                st.record = False
+            self._steps.append(st)
+
+    # -- running ------------------------------------------------------------
+    def _forward_step(self, st):
+        if st.noop:
+            return
+        if st.is_blob_layer:
+            st.layer.reshape(st.bottoms, st.tops)
+            st.layer.forward(st.bottoms, st.tops)
+            return
+        dev = _common.compute_device()
+        bottoms = [b.data_buffer.compute(dev) for b in st.bottoms]
+        params = [b.data_buffer.compute(dev) for b in st.params]
+        if st.record:
+            ins = []
+            for k, t in enumerate(bottoms):
+                t = t.detach()
+                if st.inplace[k]:
+                    t = t.clone()
+                if st.bottom_need[k]:
+                    t.requires_grad_(True)
+                ins.append(t)
+            prm = [p.detach().requires_grad_(True) if st.param_need[j] else p
+                   for j, p in enumerate(params)]
+            with torch.enable_grad():
+                outs = _as_list(st.layer.run(ins, prm))
+            st.tape = (ins, prm, outs)
+        else:
+            st.tape = None
+            with torch.no_grad():
+                outs = _as_list(st.layer.run(bottoms, params))
+        if len(outs) != len(st.tops):
+            raise NetError("%s: layer %r produced %d tops, expected %d"
+                           % (self._source, self._layer_names[st.index], len(outs),
+                              len(st.tops)))
+        for blob, t in zip(st.tops, outs):
+            if t.shape != blob.data_buffer.shape:
+                blob.reshape(*t.shape)        # data and diff together, as Caffe's Reshape
+            blob.data_buffer.write(t.detach())
+        if st.mutates:
+            for b in st.params:
+                b.data_buffer.mutable_compute(dev)
+
+    def _backward_step(self, st):
+        if st.is_blob_layer:
+            st.layer.backward(st.tops, list(st.bottom_need), st.bottoms)
+            return
+        if st.tape is None:
+            raise NetError("backward of layer %r needs a forward first"
+                           % self._layer_names[st.index])
+        ins, prm, outs = st.tape
+        dev = _common.compute_device()
+        out_list, grad_list = [], []
+        for blob, o in zip(st.tops, outs):
+            if o.requires_grad:
+                out_list.append(o)
+                grad_list.append(blob.diff_buffer.compute(dev).view(o.shape))
+        targets = []
+        where = []
+        for k, t in enumerate(ins):
+            if st.bottom_need[k] and t.requires_grad:
+                targets.append(t)
+                where.append(("b", k))
+        for j, p in enumerate(prm):
+            if st.param_need[j] and p.requires_grad:
+                targets.append(p)
+                where.append(("p", j))
+        if out_list and targets:
+            grads = torch.autograd.grad(out_list, targets, grad_list, retain_graph=True,
+                                        allow_unused=True)
+        else:
+            grads = [None] * len(targets)
+        for (kind, k), g in zip(where, grads):
+            if kind == "b":
+                buf = st.bottoms[k].diff_buffer
+                if g is None:
+                    buf.mutable_compute(dev).zero_()
+                else:
+                    buf.write(g)
+            elif g is not None:
+                buf = st.params[k].diff_buffer
+                buf.mutable_compute(dev).add_(g.view(buf.shape))
+
+    def _forward(self, start, end):
+        loss = 0.0
+        steps = self._steps
+        bf, af = self._before_forward, self._after_forward
+        for i in range(start, end + 1):
+            for cb in bf:
+                cb(i)
+            st = steps[i]
+            self._forward_step(st)
+            for blob, ti in st.loss_tops:
+                loss += float(torch.dot(blob.data_buffer.compute().reshape(-1),
+                                        blob.diff_buffer.compute().reshape(-1)))
+            for cb in af:
+                cb(i)
+        return loss
+
+    def _backward(self, start, end):
+        bb, ab = self._before_backward, self._after_backward
+        for i in range(start, end - 1, -1):
+            for cb in bb:
+                cb(i)
+            st = self._steps[i]
+            if st.need_backward and not st.noop:
+                self._backward_step(st)
+            for cb in ab:
+                cb(i)
+
+    def forward_prefilled(self):
+        """Caffe's ``Net::Forward``: run every layer, return the summed loss."""
+        return self._forward(0, len(self._layers) - 1)
+
+    def forward_backward(self):
+        loss = self._forward(0, len(self._layers) - 1)
+        self._backward(len(self._layers) - 1, 0)
+        return loss
+
+    # -- pycaffe: bound members ----------------------------------------------
+    def reshape(self):
+        for li, st in enumerate(self._steps):
+            if st.noop:
+                continue
+            if st.is_blob_layer:
+                st.layer.reshape(st.bottoms, st.tops)
+            else:
+                shapes = st.layer.output_shapes([tuple(b.shape) for b in st.bottoms])
+                for blob, shape in zip(st.tops, shapes):
+                    blob.reshape(*shape)
+
+    def clear_param_diffs(self):
+        for blob in self._learnable:
+            blob.diff_buffer.zero_()
+
+    def copy_from(self, filename):
+        """Copy weights by layer name from a binary caffemodel (V1 or V2) or HDF5 file."""
+        protoio.check_file(filename, "weights")
+        if is_hdf5(filename):
+            self.load_hdf5(filename)
+            return
+        weights = protoio.read_binary(filename, protoio.pb2().NetParameter())
+        self.copy_from_proto(weights, source=str(filename))
+
+    def copy_from_proto(self, weights, source="<NetParameter>"):
+        index = {name: i for i, name in enumerate(self._layer_names)}
+        for name, blobs in source_layers(weights):
+            li = index.get(name)
+            if li is None:
+                logger.info("Ignoring source layer %s", name)
+                continue
+            target = getattr(self._layers[li], "blobs", [])
+            if len(blobs) != len(target):
+                raise CaffeFileError("%s: incompatible number of blobs for layer %r: the file "
+                                     "has %d, the net expects %d"
+                                     % (source, name, len(blobs), len(target)))
+            for j, proto in enumerate(blobs):
+                blob_from_proto(target[j], proto, "%s: cannot copy param %d weights from "
+                                "layer %r" % (source, j, name))
+
+    def share_with(self, other):
+        """Share parameter data (not diffs) with the same-named layers of ``other``."""
+        index = {name: i for i, name in enumerate(other._layer_names)}
+        for li, name in enumerate(self._layer_names):
+            oi = index.get(name)
+            if oi is None:
+                continue
+            mine = getattr(self._layers[li], "blobs", [])
+            theirs = getattr(other._layers[oi], "blobs", [])
+            if len(mine) != len(theirs):
+                raise NetError("share_with: incompatible number of blobs for layer %r" % name)
+            for a, b in zip(mine, theirs):
+                if a.shape != b.shape:
+                    raise NetError("share_with: layer %r param shape mismatch %s vs %s"
+                                   % (name, a.shape, b.shape))
+                a.share_data(b)
+
+    def to_proto(self, write_diff=False):
+        out = protoio.pb2().NetParameter()
+        out.name = self._name
+        for li, lp in enumerate(self._layer_params):
+            layer_out = out.layer.add()
+            layer_out.CopyFrom(lp)
+            del layer_out.blobs[:]
+            for blob in getattr(self._layers[li], "blobs", []):
+                blob_to_proto(blob, layer_out.blobs.add(), write_diff)
+        return out
+
+    def save(self, filename):
+        protoio.write_binary(filename, self.to_proto())
+
+    def save_hdf5(self, filename, write_diff=False):
+        import h5py
+        with h5py.File(filename, "w") as f:
+            data = f.create_group("data")
+            diff = f.create_group("diff") if write_diff else None
+            for li, name in enumerate(self._layer_names):
+                blobs = getattr(self._layers[li], "blobs", [])
+                if not len(blobs):
+                    continue
+                g = data.create_group(name)
+                gd = diff.create_group(name) if diff is not None else None
+                for j, blob in enumerate(blobs):
+                    if not self._param_owned[li][j]:
+                        continue
+                    g.create_dataset(str(j), data=blob.data_buffer.host_readonly().numpy())
+                    if gd is not None:
+                        gd.create_dataset(str(j), data=blob.diff_buffer.host_readonly().numpy())
+
+    def load_hdf5(self, filename):
+        import h5py
+        protoio.check_file(filename, "weights")
+        with h5py.File(filename, "r") as f:
+            if "data" not in f:
+                raise CaffeFileError("%s: not a Caffe HDF5 weights file (no /data group)"
+                                     % filename)
+            data = f["data"]
+            for li, name in enumerate(self._layer_names):
+                if name not in data:
+                    logger.info("Ignoring source layer %s", name)
+                    continue
+                group = data[name]
+                blobs = getattr(self._layers[li], "blobs", [])
+                n_src = len(group.keys())
+                for j, blob in enumerate(blobs):
+                    key = str(j)
+                    if key not in group:
+                        if not self._param_owned[li][j]:
+                            continue
+                        raise CaffeFileError("%s: incompatible number of blobs for layer %r"
+                                             % (filename, name))
+                    arr = np.asarray(group[key], dtype=np.float32)
+                    if list(arr.shape) != blob.shape:
+                        raise CaffeFileError(
+                            "%s: cannot copy param %d weights from layer %r; shape mismatch. "
+                            "Source param shape is %s; target param shape is %s"
+                            % (filename, j, name, list(arr.shape), blob.shape))
+                    blob.data_buffer.host().copy_(torch.from_numpy(arr))
+                if n_src > len(blobs):
+                    raise CaffeFileError("%s: incompatible number of blobs for layer %r"
+                                         % (filename, name))
+
+    def before_forward(self, fn):
+        self._before_forward.append(fn)
+
+    def after_forward(self, fn):
+        self._after_forward.append(fn)
+
+    def before_backward(self, fn):
+        self._before_backward.append(fn)
+
+    def after_backward(self, fn):
+        self._after_backward.append(fn)
+
+    def _set_input_arrays(self, data, labels):
+        layer = self._layers[0] if self._layers else None
+        if layer is None or not hasattr(layer, "set_input_arrays"):
+            raise RuntimeError("set_input_arrays may only be called if the first layer is a "
+                               "MemoryData layer")
+        layer.set_input_arrays(data, labels)
+
+    # -- pycaffe: C++-bound properties ---------------------------------------
+    @property
+    def layers(self):
+        return self._layers
+
+    @property
+    def _blobs_list(self):
+        return self._blobs
+
+    @property
+    def _layer_names_list(self):
+        return self._layer_names
+
+    def _bottom_ids_of(self, i):
+        return list(self._bottom_ids[i])
+
+    def _top_ids_of(self, i):
+        return list(self._top_ids[i])
+
+    @property
+    def _inputs_ids(self):
+        return list(self._inputs)
+
+    @property
+    def _outputs_ids(self):
+        return list(self._outputs)
+
+    @property
+    def name(self):
+        return self._name
+
+    @property
+    def phase(self):
+        return self._phase
+
+    @property
+    def learnable_params(self):
+        return list(self._learnable)
+
+    @property
+    def params_lr(self):
+        return list(self._learnable_lr)
+
+    @property
+    def params_weight_decay(self):
+        return list(self._learnable_decay)
+
+    # -- pycaffe: Python-level properties --------------------------------------
+    @property
+    def blobs(self):
+        if self._blobs_dict is None:
+            self._blobs_dict = OrderedDict(zip(self._blob_names, self._blobs))
+        return self._blobs_dict
+
+    @property
+    def blob_loss_weights(self):
+        return OrderedDict(zip(self._blob_names, self._blob_loss_weights))
+
+    @property
+    def layer_dict(self):
+        if self._layer_dict is None:
+            self._layer_dict = OrderedDict(zip(self._layer_names, self._layers))
+        return self._layer_dict
+
+    @property
+    def params(self):
+        if self._params_dict is None:
+            self._params_dict = OrderedDict(
+                (name, layer.blobs) for name, layer in zip(self._layer_names, self._layers)
+                if len(getattr(layer, "blobs", [])) > 0)
+        return self._params_dict
+
+    @property
+    def inputs(self):
+        return [self._blob_names[i] for i in self._inputs]
+
+    @property
+    def outputs(self):
+        return [self._blob_names[i] for i in self._outputs]
+
+    @property
+    def top_names(self):
+        return OrderedDict((self._layer_names[i], [self._blob_names[t] for t in self._top_ids[i]])
+                           for i in range(len(self._layers)))
+
+    @property
+    def bottom_names(self):
+        return OrderedDict((self._layer_names[i],
+                            [self._blob_names[b] for b in self._bottom_ids[i]])
+                           for i in range(len(self._layers)))
+
+    def _layer_index(self, name, what):
+        try:
+            return self._layer_names.index(name)
+        except ValueError:
+            raise ValueError("%s: %r is not a layer of this net" % (what, name)) from None
+
+    def forward(self, blobs=None, start=None, end=None, **kwargs):
+        """Run layers ``start``..``end`` (names, inclusive); return live output views."""
+        if blobs is None:
+            blobs = []
+        start_ind = self._layer_index(start, "start") if start is not None else 0
+        if end is not None:
+            end_ind = self._layer_index(end, "end")
+            outputs = set(self.top_names[end] + list(blobs))
+        else:
+            end_ind = len(self._layers) - 1
+            outputs = set(self.outputs + list(blobs))
+        if kwargs:
+            if set(kwargs.keys()) != set(self.inputs):
+                raise Exception("Input blob arguments do not match net inputs.")
+            for in_, blob in kwargs.items():
+                if blob.shape[0] != self.blobs[in_].shape[0]:
+                    raise Exception("Input is not batch sized")
+                self.blobs[in_].data[...] = blob
+        self._forward(start_ind, end_ind)
+        return {out: self.blobs[out].data for out in outputs}
+
+    def backward(self, diffs=None, start=None, end=None, **kwargs):
+        """Backward from layer ``start`` down to ``end``; return live diff views."""
+        if diffs is None:
+            diffs = []
+        if start is not None:
+            start_ind = self._layer_index(start, "start")
+        else:
+            start_ind = len(self._layers) - 1
+        if end is not None:
+            end_ind = self._layer_index(end, "end")
+            outputs = set(self.bottom_names[end] + list(diffs))
+        else:
+            end_ind = 0
+            outputs = set(self.inputs + list(diffs))
+        if kwargs:
+            if set(kwargs.keys()) != set(self.outputs):
+                raise Exception("Top diff arguments do not match net outputs.")
+            for top, diff in kwargs.items():
+                if diff.shape[0] != self.blobs[top].shape[0]:
+                    raise Exception("Diff is not batch sized")
+                self.blobs[top].diff[...] = diff
+        self._backward(start_ind, end_ind)
+        return {out: self.blobs[out].diff for out in outputs}
+
+    def forward_all(self, blobs=None, **kwargs):
+        all_outs = {out: [] for out in set(self.outputs + (blobs or []))}
+        for batch in self._batch(kwargs):
+            outs = self.forward(blobs=blobs, **batch)
+            for out, out_blob in outs.items():
+                all_outs[out].extend(out_blob.copy())
+        for out in all_outs:
+            all_outs[out] = np.asarray(all_outs[out])
+        pad = len(next(iter(all_outs.values()))) - len(next(iter(kwargs.values())))
+        if pad:
+            for out in all_outs:
+                all_outs[out] = all_outs[out][:-pad]
+        return all_outs
+
+    def forward_backward_all(self, blobs=None, diffs=None, **kwargs):
+        all_outs = {out: [] for out in set(self.outputs + (blobs or []))}
+        all_diffs = {diff: [] for diff in set(self.inputs + (diffs or []))}
+        forward_batches = self._batch({in_: kwargs[in_] for in_ in self.inputs if in_ in kwargs})
+        backward_batches = self._batch({out: kwargs[out] for out in self.outputs if out in kwargs})
+        import itertools
+        for fb, bb in itertools.zip_longest(forward_batches, backward_batches, fillvalue={}):
+            batch_blobs = self.forward(blobs=blobs, **fb)
+            batch_diffs = self.backward(diffs=diffs, **bb)
+            for out, out_blobs in batch_blobs.items():
+                all_outs[out].extend(out_blobs.copy())
+            for diff, out_diffs in batch_diffs.items():
+                all_diffs[diff].extend(out_diffs.copy())
+        for out, diff in zip(all_outs, all_diffs):
+            all_outs[out] = np.asarray(all_outs[out])
+            all_diffs[diff] = np.asarray(all_diffs[diff])
+        pad = len(next(iter(all_outs.values()))) - len(next(iter(kwargs.values())))
+        if pad:
+            for out, diff in zip(all_outs, all_diffs):
+                all_outs[out] = all_outs[out][:-pad]
+                all_diffs[diff] = all_diffs[diff][:-pad]
+        return all_outs, all_diffs
+
+    def set_input_arrays(self, data, labels):
+        if labels.ndim == 1:
+            labels = np.ascontiguousarray(labels[:, np.newaxis, np.newaxis, np.newaxis])
+        return self._set_input_arrays(data, labels)
+
+    def _batch(self, blobs):
+        num = len(next(iter(blobs.values()))) if blobs else 0
+        batch_size = next(iter(self.blobs.values())).shape[0]
+        remainder = num % batch_size if batch_size else 0
+        num_batches = num // batch_size if batch_size else 0
+        for b in range(num_batches):
+            i = b * batch_size
+            yield {name: blobs[name][i:i + batch_size] for name in blobs}
+        if remainder > 0:
+            padded = {}
+            for name in blobs:
+                padding = np.zeros((batch_size - remainder,) + blobs[name].shape[1:])
+                padded[name] = np.concatenate([blobs[name][-remainder:], padding])
+            yield padded
+
+    def __repr__(self):
+        return "<caffe.Net %r: %d layers, %d blobs>" % (self._name, len(self._layers),
+                                                       len(self._blobs))
+
+
+# pycaffe exposes these C++ names on Net; keep them callable as in pycaffe.
+Net._blob_names_prop = property(lambda self: self._blob_names)
