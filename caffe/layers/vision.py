@@ -200,7 +200,10 @@ class _ConvBase(CaffeLayer):
         w = params[0]
         b = params[1] if self.bias_term else None
         if self._simple:
-            return [self._apply(x, w, b) for x in bottoms]
+            s, p, d = self._args
+            if self.deconv:
+                return [self._fn(x, w, b, s, p, 0, self.group, d) for x in bottoms]
+            return [self._fn(x, w, b, s, p, d, self.group) for x in bottoms]
         tops = []
         axis = self.axis
         for x in bottoms:
