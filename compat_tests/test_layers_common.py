@@ -349,6 +349,15 @@ def test_batchnorm_phase_default_and_stats():
     assert torch.allclose(y, x / test.eps ** 0.5)
 
 
+def test_batchnorm_single_value_per_channel():
+    layer = make_layer('name: "bn" type: "BatchNorm"', [(1, 3)], phase=0)
+    params = [torch.zeros(3), torch.zeros(3), torch.zeros(1)]
+    x = torch.randn(1, 3)
+    (y,) = layer.run([x], params)
+    assert torch.equal(y, torch.zeros(1, 3))
+    assert torch.allclose(params[0], x[0]) and torch.equal(params[1], torch.zeros(3))
+
+
 def test_batchnorm_lr_mult_rejected():
     with pytest.raises(LayerError, match="param.lr_mult"):
         make_layer('name: "bn" type: "BatchNorm" param { lr_mult: 1 }', [(2, 3)])
@@ -431,6 +440,8 @@ ERRORS = [
      "reshape_param.axis"),
     ('type: "Reshape" reshape_param { shape { dim: 6 } axis: 1 num_axes: 2 }', [(2, 3)],
      "reshape_param.num_axes"),
+    ('type: "Reshape" bottom: "x" top: "x" reshape_param { shape { dim: 6 } }', [(2, 3)], "top"),
+    ('type: "Flatten" bottom: "x" top: "x"', [(2, 3)], "top"),
     ('type: "Slice" top: "a" top: "b" top: "c" slice_param { slice_point: 3 slice_point: 1 }',
      [(2, 5)], "slice_param.slice_point"),
     ('type: "Slice" top: "a" top: "b" slice_param { slice_point: 1 slice_point: 2 }',

@@ -286,6 +286,8 @@ class FlattenLayer(CaffeLayer):
 
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
+        if list(layer_param.bottom) and list(layer_param.bottom) == list(layer_param.top):
+            raise self.error("Flatten does not allow in-place computation", field="top")
         p = layer_param.flatten_param
         self.axis_param = int(p.axis)
         self.end_axis_param = int(p.end_axis)
@@ -891,12 +893,16 @@ class BatchNormLayer(CaffeLayer):
             y = F.batch_norm(x, b0 * factor, b1 * factor, None, None, False, 0.0, self.eps)
             return [y.reshape(shape)]
         dims = [0] + list(range(2, x.dim()))
-        y = F.batch_norm(x, None, None, None, None, True, 0.0, self.eps)
+        m = x.numel() // self.channels if self.channels else 0
+        if m > 1:
+            y = F.batch_norm(x, None, None, None, None, True, 0.0, self.eps)
+        else:   # one value per channel: torch refuses, Caffe gives (x - x) / sqrt(eps)
+            xc = x - x.mean(dims, keepdim=True)
+            y = xc / torch.sqrt((xc * xc).mean(dims, keepdim=True) + self.eps)
         if x.device.type != "meta":
             with torch.no_grad():
                 xd = x.detach()
                 var, mean = torch.var_mean(xd, dim=dims, correction=0)
-                m = xd.numel() // self.channels
                 corr = float(m) / (m - 1) if m > 1 else 1.0
                 maf = self.maf
                 params[2].mul_(maf).add_(1.0)
