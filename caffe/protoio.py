@@ -26,21 +26,51 @@ def pb2():
 _LAYER_NAME = re.compile(r'\bname\s*:\s*"([^"]*)"')
 
 
-def _layer_at_line(text, lineno):
-    """Name of the layer block enclosing 1-based ``lineno`` (best effort)."""
-    lines = text.splitlines()[:max(lineno, 1)]
+def _layer_at_line(text, lineno, col=1):
+    """Name of the top-level ``layer``/``layers`` block enclosing a position."""
+    lines = text.splitlines(True)
+    offset = sum(len(l) for l in lines[:max(lineno - 1, 0)]) + max(col - 1, 0)
     depth = 0
-    for line in reversed(lines):
-        depth += line.count("}") - line.count("{")
-        m = re.match(r"\s*(layers?)\s*\{", line)
-        if m and depth < 0:
-            # the enclosing layer block opens here; its name follows
-            start = len(lines) - 1 - list(reversed(lines)).index(line)
-            for follow in text.splitlines()[start:]:
-                nm = _LAYER_NAME.search(follow)
-                if nm:
-                    return nm.group(1)
-            return None
+    block_start = None
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in "\"'":                      # skip string literals
+            j = i + 1
+            while j < n and text[j] != ch:
+                j += 2 if text[j] == "\\" else 1
+            i = j + 1
+            continue
+        if ch == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        if ch == "{":
+            if depth == 0:
+                m = re.search(r"(layers?)\s*:?\s*$", text[max(0, i - 20):i])
+                block_start = i if m else None
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                if block_start is not None and block_start <= offset <= i:
+                    break
+                block_start = None
+        i += 1
+    if block_start is None or block_start > offset:
+        return None
+    # the block's own name: a `name:` at depth 1 of that block
+    depth = 0
+    for m in re.finditer(r'[{}]|\bname\s*:\s*"([^"]*)"', text[block_start:]):
+        tok = m.group(0)
+        if tok == "{":
+            depth += 1
+        elif tok == "}":
+            depth -= 1
+            if depth == 0:
+                break
+        elif depth == 1:
+            return m.group(1)
     return None
 
 
@@ -56,7 +86,7 @@ def parse_text(text, message, source="<string>"):
         where = source
         if line is not None:
             where += ":%d:%s" % (line, m.group(2))
-            layer = _layer_at_line(text, line)
+            layer = _layer_at_line(text, line, int(m.group(2)))
             if layer is not None:
                 where += " (layer %r)" % layer
         field = re.search(r'no field named "([^"]+)"', detail)
