@@ -1,0 +1,158 @@
+"""Net.forward against an equivalent hand-written torch.nn module, CPU.
+
+    python bench/forward.py [--repeat N]
+
+For LeNet, CIFAR-10 quick and a CaffeNet-shaped deploy net at batch 1 and 16,
+prints the time ratio caffe.Net.forward / torch module (same weights, same
+inputs, measured in the same run; target <= 1.10) and the peak memory of each,
+measured in a fresh subprocess per variant (ru_maxrss growth over the process
+after building the model; target <= 1.2x).
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = {
+    "lenet": ("lenet_deploy.prototxt", (1, 28, 28)),
+    "cifar10_quick": ("cifar10_quick.prototxt", (3, 32, 32)),
+    "caffenet": ("caffenet_deploy.prototxt", (3, 227, 227)),
+}
+
+
+def W(net, name, i=0):
+    return torch.from_numpy(net.params[name][i].data.copy())
+
+
+class LeNet(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.w = {k: (W(net, k, 0), W(net, k, 1)) for k in ("conv1", "conv2", "ip1", "ip2")}
+
+    def forward(self, x):
+        w = self.w
+        x = F.max_pool2d(F.conv2d(x, *w["conv1"]), 2, 2, ceil_mode=True)
+        x = F.max_pool2d(F.conv2d(x, *w["conv2"]), 2, 2, ceil_mode=True)
+        x = F.relu(F.linear(x.flatten(1), *w["ip1"]))
+        return F.softmax(F.linear(x, *w["ip2"]), dim=1)
+
+
+class Cifar10Quick(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.w = {k: (W(net, k, 0), W(net, k, 1)) for k in ("conv1", "conv2", "conv3", "ip1", "ip2")}
+
+    def forward(self, x):
+        w = self.w
+        x = F.relu(F.max_pool2d(F.conv2d(x, *w["conv1"], padding=2), 3, 2, ceil_mode=True))
+        x = F.avg_pool2d(F.relu(F.conv2d(x, *w["conv2"], padding=2)), 3, 2, ceil_mode=True)
+        x = F.avg_pool2d(F.relu(F.conv2d(x, *w["conv3"], padding=2)), 3, 2, ceil_mode=True)
+        x = F.linear(F.linear(x.flatten(1), *w["ip1"]), *w["ip2"])
+        return F.softmax(x, dim=1)
+
+
+class CaffeNet(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        names = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+        self.w = {k: (W(net, k, 0), W(net, k, 1)) for k in names}
+
+    def forward(self, x):
+        w = self.w
+        x = F.relu(F.conv2d(x, *w["conv1"], stride=4))
+        x = F.local_response_norm(F.max_pool2d(x, 3, 2, ceil_mode=True), 5, 1e-4, 0.75)
+        x = F.relu(F.conv2d(x, *w["conv2"], padding=2, groups=2))
+        x = F.local_response_norm(F.max_pool2d(x, 3, 2, ceil_mode=True), 5, 1e-4, 0.75)
+        x = F.relu(F.conv2d(x, *w["conv3"], padding=1))
+        x = F.relu(F.conv2d(x, *w["conv4"], padding=1, groups=2))
+        x = F.relu(F.conv2d(x, *w["conv5"], padding=1, groups=2))
+        x = F.max_pool2d(x, 3, 2, ceil_mode=True).flatten(1)
+        x = F.relu(F.linear(x, *w["fc6"]))
+        x = F.relu(F.linear(x, *w["fc7"]))
+        return F.softmax(F.linear(x, *w["fc8"]), dim=1)
+
+
+TORCH_MODULES = {"lenet": LeNet, "cifar10_quick": Cifar10Quick, "caffenet": CaffeNet}
+
+
+def build(model, batch):
+    import caffe
+    caffe.set_mode_cpu()
+    caffe.set_random_seed(0)
+    proto, shape = MODELS[model]
+    net = caffe.Net(os.path.join(HERE, "models", proto), caffe.TEST)
+    net.blobs["data"].reshape(batch, *shape)
+    net.reshape()
+    x = torch.randn(batch, *shape)
+    net.blobs["data"].data[...] = x.numpy()
+    return net, TORCH_MODULES[model](net).eval(), x
+
+
+def time_it(fn, repeat):
+    fn()
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def measure_memory(model, batch, which):
+    """Run in a subprocess: peak RSS growth of one forward over the built model."""
+    code = ("import sys, resource, torch; sys.path.insert(0, %r); import forward as b; "
+            "net, mod, x = b.build(%r, %d); base = resource.getrusage(resource.RUSAGE_SELF)"
+            ".ru_maxrss; torch.set_grad_enabled(True)\n"
+            "if %r == 'caffe':\n    net.forward()\nelse:\n    mod(x)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)"
+            % (HERE, model, batch, which))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024.0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--models", default="lenet,cifar10_quick,caffenet")
+    parser.add_argument("--no-memory", action="store_true")
+    args = parser.parse_args(argv)
+    print("%-14s %5s %12s %12s %7s %10s %10s %7s" % ("model", "batch", "caffe ms", "torch ms",
+                                                     "ratio", "caffe MB", "torch MB", "mem x"))
+    results = []
+    for model in args.models.split(","):
+        for batch in (1, 16):
+            net, mod, x = build(model, batch)
+            with torch.no_grad():
+                ref = mod(x)
+            out = net.forward()["prob"]
+            err = float((torch.from_numpy(out) - ref).abs().max())
+            repeat = args.repeat if model != "caffenet" else max(3, args.repeat // 3)
+            t_caffe = time_it(net.forward, repeat)
+            with torch.no_grad():
+                t_torch = time_it(lambda: mod(x), repeat)
+            if args.no_memory:
+                m_caffe = m_torch = float("nan")
+            else:
+                m_caffe = measure_memory(model, batch, "caffe")
+                m_torch = measure_memory(model, batch, "torch")
+            ratio = t_caffe / t_torch
+            mem = m_caffe / m_torch if m_torch > 0 else float("nan")
+            print("%-14s %5d %12.3f %12.3f %7.2f %10.1f %10.1f %7.2f   (max |diff| %.1e)"
+                  % (model, batch, t_caffe * 1e3, t_torch * 1e3, ratio, m_caffe, m_torch, mem,
+                     err))
+            results.append(dict(model=model, batch=batch, ratio=ratio, mem_ratio=mem))
+    return results
+
+
+if __name__ == "__main__":
+    main()
