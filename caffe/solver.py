@@ -1,0 +1,808 @@
+"""Caffe's solvers: the training loop, learning-rate policies, update rules,
+testing, logging, snapshots and restore, with Caffe's semantics and numbers.
+
+``caffe.SGDSolver(path)`` (and Nesterov/AdaGrad/RMSProp/AdaDelta/Adam) build
+the train net and the test nets the SolverParameter describes; ``step(n)``
+runs Caffe's ``Solver::Step``; ``solve()`` runs ``Solver::Solve``.  Each update
+rule is Caffe's own (the learning rate is folded into the SGD momentum
+history, Adam adds epsilon to the uncorrected sqrt(v), ...), done in place on
+the parameters' compute-device tensors; ``torch.optim`` is not used.
+
+Log lines go to ``logging.getLogger("caffe")`` in Caffe's words, so logs can
+be grepped and compared with those of ``caffe train``.
+"""
+import logging
+import math
+import os
+import time
+
+import numpy as np
+import torch
+from google.protobuf import text_format
+
+from . import _common
+from . import protoio
+from .net import Net
+from .protoio import CaffeFileError
+from .weights import proto_array, proto_shape
+
+logger = logging.getLogger("caffe")
+
+_f32 = np.float32
+
+
+class SolverError(ValueError):
+    """An invalid SolverParameter or solver state (Caffe aborts on these)."""
+
+
+def _g(x):
+    """A number as C++ ``ostream << float`` prints it (6 significant digits)."""
+    return "%g" % float(x)
+
+
+def _f(x):
+    """Round a Python number to float32 and back (Caffe's ``Dtype`` arithmetic)."""
+    return float(_f32(x))
+
+
+# ---------------------------------------------------------------------------
+# Reading the SolverParameter
+# ---------------------------------------------------------------------------
+def _read_solver_param(param_file):
+    """A SolverParameter from a prototxt path (upgraded, default snapshot_prefix)
+    or a copy of a SolverParameter message."""
+    pb2 = protoio.pb2()
+    if hasattr(param_file, "DESCRIPTOR"):
+        param = pb2.SolverParameter()
+        param.CopyFrom(param_file)
+        try:
+            from . import upgrade
+            upgrade.upgrade_solver(param, "<SolverParameter>")
+        except ImportError:  # pragma: no cover
+            pass
+        return param
+    protoio.check_file(param_file, "solver")
+    try:
+        from . import upgrade
+        reader = upgrade.read_solver_param
+    except (ImportError, AttributeError):  # pragma: no cover - upgrade ships with the package
+        reader = None
+    if reader is None:  # pragma: no cover
+        param = protoio.read_text(param_file, pb2.SolverParameter())
+        if not param.HasField("snapshot_prefix"):
+            param.snapshot_prefix = os.path.splitext(str(param_file))[0]
+        return param
+    try:
+        return reader(str(param_file))
+    except ValueError as exc:
+        raise SolverError(str(exc)) from None
+
+
+# ---------------------------------------------------------------------------
+# Solver base: nets, the training loop, testing, snapshots
+# ---------------------------------------------------------------------------
+class Solver:
+    """Caffe's ``Solver``: owns the train net and the test nets and runs the
+    training loop.  The update itself is the subclass's (see SGDSolver)."""
+
+    type = None
+
+    def __init__(self, param_file):
+        param = _read_solver_param(param_file)
+        self._source = (str(param_file) if not hasattr(param_file, "DESCRIPTOR")
+                        else "<SolverParameter>")
+        self._init(param)
+
+    # -- construction --------------------------------------------------------
+    def _init(self, param):
+        logger.info("Initializing solver from parameters: \n%s",
+                    text_format.MessageToString(param))
+        self._param = param
+        self._callbacks = []
+        self._requested_early_exit = False
+        self._losses = []
+        self._smoothed_loss = 0.0
+        self._iterations_last = 0
+        self._timer_start = time.perf_counter()
+        if param.average_loss < 1:
+            raise SolverError("%s: average_loss should be non-negative (got %d)"
+                              % (self._source, param.average_loss))
+        self._check_snapshot_write_permissions()
+        if param.random_seed >= 0:
+            _common.set_random_seed(param.random_seed + _common.solver_rank())
+        self._init_train_net()
+        self._init_test_nets()
+        logger.info("Solver scaffolding done.")
+        self._iter = 0
+        self._current_step = 0
+        self._check_param()
+        self._presolve()
+
+    def _check_param(self):
+        pass
+
+    def _presolve(self):
+        pass
+
+    def _load_weights(self, net, model_list):
+        for name in model_list.split(","):
+            name = name.strip()
+            logger.info("Finetuning from %s", name)
+            net.copy_from(name)
+
+    def _init_train_net(self):
+        p = self._param
+        fields = ("net", "net_param", "train_net", "train_net_param")
+        given = [f for f in fields if p.HasField(f)]
+        if not given:
+            raise SolverError("%s: SolverParameter must specify a train net using one of these "
+                              "fields: %s" % (self._source, ", ".join(fields)))
+        if len(given) > 1:
+            raise SolverError("%s: SolverParameter must not contain more than one of these "
+                              "fields specifying a train_net: %s (found %s)"
+                              % (self._source, ", ".join(fields), ", ".join(given)))
+        pb2 = protoio.pb2()
+        if p.HasField("train_net_param"):
+            logger.info("Creating training net specified in train_net_param.")
+            net_param = pb2.NetParameter()
+            net_param.CopyFrom(p.train_net_param)
+        elif p.HasField("train_net"):
+            logger.info("Creating training net from train_net file: %s", p.train_net)
+            net_param = protoio.read_net_param(p.train_net)
+        elif p.HasField("net_param"):
+            logger.info("Creating training net specified in net_param.")
+            net_param = pb2.NetParameter()
+            net_param.CopyFrom(p.net_param)
+        else:
+            logger.info("Creating training net from net file: %s", p.net)
+            net_param = protoio.read_net_param(p.net)
+        state = pb2.NetState()
+        state.phase = _common.TRAIN
+        state.MergeFrom(net_param.state)
+        state.MergeFrom(p.train_state)
+        net_param.state.CopyFrom(state)
+        self._net = Net(net_param)
+        for w in p.weights:
+            self._load_weights(self._net, w)
+
+    def _init_test_nets(self):
+        p = self._param
+        pb2 = protoio.pb2()
+        has_net_param = p.HasField("net_param")
+        has_net_file = p.HasField("net")
+        if has_net_param and has_net_file:
+            raise SolverError("%s: Both net_param and net_file may not be specified."
+                              % self._source)
+        n_specific = len(p.test_net_param) + len(p.test_net)
+        if has_net_param or has_net_file:
+            if len(p.test_iter) < n_specific:
+                raise SolverError("%s: test_iter must be specified for each test network "
+                                  "(%d test_iter for %d test nets)"
+                                  % (self._source, len(p.test_iter), n_specific))
+        elif len(p.test_iter) != n_specific:
+            raise SolverError("%s: test_iter must be specified for each test network "
+                              "(%d test_iter for %d test nets)"
+                              % (self._source, len(p.test_iter), n_specific))
+        n_instances = max(len(p.test_iter), n_specific)
+        if len(p.test_state) and len(p.test_state) != n_instances:
+            raise SolverError("%s: test_state must be unspecified or specified once per test "
+                              "net (%d test_state for %d test nets)"
+                              % (self._source, len(p.test_state), n_instances))
+        if n_instances and p.test_interval <= 0:
+            raise SolverError("%s: test_interval must be > 0 when there are test nets (got %d)"
+                              % (self._source, p.test_interval))
+        sources, params = [], []
+        for tp in p.test_net_param:
+            np_ = pb2.NetParameter()
+            np_.CopyFrom(tp)
+            sources.append("test_net_param")
+            params.append(np_)
+        for tf in p.test_net:
+            sources.append("test_net file: " + tf)
+            params.append(protoio.read_net_param(tf))
+        remaining = len(p.test_iter) - len(params)
+        if has_net_param:
+            for _ in range(remaining):
+                np_ = pb2.NetParameter()
+                np_.CopyFrom(p.net_param)
+                sources.append("net_param")
+                params.append(np_)
+        if has_net_file:
+            for _ in range(remaining):
+                sources.append("net file: " + p.net)
+                params.append(protoio.read_net_param(p.net))
+        self._test_nets = []
+        for i, net_param in enumerate(params):
+            state = pb2.NetState()
+            state.phase = _common.TEST
+            state.MergeFrom(net_param.state)
+            if len(p.test_state):
+                state.MergeFrom(p.test_state[i])
+            net_param.state.CopyFrom(state)
+            logger.info("Creating test net (#%d) specified by %s", i, sources[i])
+            net = Net(net_param)
+            for w in p.weights:
+                self._load_weights(net, w)
+            self._test_nets.append(net)
+
+    def _check_snapshot_write_permissions(self):
+        p = self._param
+        if not p.snapshot:
+            return
+        if not p.HasField("snapshot_prefix"):
+            raise SolverError("%s: In solver params, snapshot is specified but snapshot_prefix "
+                              "is not" % self._source)
+        probe = self._snapshot_filename(".tempfile", it=0)
+        try:
+            with open(probe, "w"):
+                pass
+            os.remove(probe)
+        except OSError:
+            raise SolverError("Cannot write to snapshot prefix '%s'.  Make sure that the "
+                              "directory exists and is writable." % p.snapshot_prefix) from None
+
+    # -- pycaffe properties ----------------------------------------------------
+    @property
+    def net(self):
+        return self._net
+
+    @property
+    def test_nets(self):
+        return list(self._test_nets)
+
+    @property
+    def iter(self):
+        return self._iter
+
+    @property
+    def param(self):
+        """The live SolverParameter (``solver.param.base_lr = x`` changes later updates)."""
+        return self._param
+
+    def add_callback(self, on_start, on_gradients_ready=None):
+        """Register ``on_start()`` and ``on_gradients_ready()`` callables (or one
+        object with those two methods, as pycaffe's NCCL overload)."""
+        if on_gradients_ready is None and hasattr(on_start, "on_gradients_ready"):
+            obj = on_start
+            on_start, on_gradients_ready = obj.on_start, obj.on_gradients_ready
+        if not callable(on_start) or not callable(on_gradients_ready):
+            raise TypeError("add_callback(on_start, on_gradients_ready) needs two callables")
+        self._callbacks.append((on_start, on_gradients_ready))
+
+    def share_weights(self, net):
+        """Make ``net`` use the train net's weights (Caffe's ShareTrainedLayersWith)."""
+        net.share_with(self._net)
+
+    # -- the training loop -----------------------------------------------------
+    def step(self, iters):
+        p = self._param
+        iters = int(iters)
+        start_iter = self._iter
+        stop_iter = self._iter + iters
+        average_loss = p.average_loss
+        self._losses = []
+        self._smoothed_loss = 0.0
+        self._timer_start = time.perf_counter()
+        net = self._net
+        test_interval = p.test_interval
+        display_every = p.display
+        iter_size = p.iter_size
+        callbacks = self._callbacks
+        while self._iter < stop_iter:
+            net.clear_param_diffs()
+            if test_interval and self._iter % test_interval == 0 and \
+                    (self._iter > 0 or p.test_initialization):
+                self.test_all()
+                if self._requested_early_exit:
+                    break
+            for on_start, _ in callbacks:
+                on_start()
+            display = bool(display_every) and self._iter % display_every == 0
+            loss = 0.0
+            for _ in range(iter_size):
+                loss += net.forward_backward()
+            loss /= iter_size
+            self._update_smoothed_loss(loss, start_iter, average_loss)
+            if display:
+                self._log_train(display_every)
+            for _, on_ready in callbacks:
+                on_ready()
+            self.apply_update()
+            if p.snapshot and self._iter % p.snapshot == 0:
+                self.snapshot()
+            if self._requested_early_exit:
+                break
+
+    def _log_train(self, display_every):
+        now = time.perf_counter()
+        lapse = now - self._timer_start
+        per_s = (self._iter - self._iterations_last) / (lapse if lapse else 1.0)
+        logger.info("Iteration %d (%s iter/s, %ss/%d iters), loss = %s", self._iter,
+                    _g(per_s), _g(lapse), display_every, _g(self._smoothed_loss))
+        self._timer_start = now
+        self._iterations_last = self._iter
+        self._log_outputs(self._net, "    Train net output #", None)
+
+    @staticmethod
+    def _log_outputs(net, prefix, values):
+        """Log each element of each output blob: ``name = v (* w = w*v loss)``."""
+        k = 0
+        for idx, bid in enumerate(net._outputs):
+            name = net._blob_names[bid]
+            weight = net._blob_loss_weights[bid]
+            if values is None:
+                vals = net._blobs[bid].data_buffer.host_readonly().reshape(-1).tolist()
+            else:
+                vals = values[idx]
+            for v in vals:
+                if weight:
+                    extra = " (* %s = %s loss)" % (_g(weight), _g(_f32(weight) * _f32(v)))
+                else:
+                    extra = ""
+                logger.info("%s%d: %s = %s%s", prefix, k, name, _g(v), extra)
+                k += 1
+
+    def _update_smoothed_loss(self, loss, start_iter, average_loss):
+        losses = self._losses
+        if len(losses) < average_loss:
+            losses.append(loss)
+            n = len(losses)
+            self._smoothed_loss = (self._smoothed_loss * (n - 1) + loss) / n
+        else:
+            idx = (self._iter - start_iter) % average_loss
+            self._smoothed_loss += (loss - losses[idx]) / average_loss
+            losses[idx] = loss
+
+    def solve(self, resume_file=None):
+        p = self._param
+        logger.info("Solving %s", self._net.name)
+        logger.info("Learning Rate Policy: %s", p.lr_policy)
+        self._requested_early_exit = False
+        if resume_file is not None:
+            logger.info("Restoring previous solver status from %s", resume_file)
+            self.restore(resume_file)
+        start_iter = self._iter
+        self.step(p.max_iter - self._iter)
+        if p.snapshot_after_train and (not p.snapshot or self._iter % p.snapshot != 0):
+            self.snapshot()
+        if self._requested_early_exit:
+            logger.info("Optimization stopped early.")
+            return
+        if p.display and self._iter % p.display == 0:
+            loss = self._net.forward_prefilled()
+            self._update_smoothed_loss(loss, start_iter, p.average_loss)
+            logger.info("Iteration %d, loss = %s", self._iter, _g(self._smoothed_loss))
+        if p.test_interval and self._iter % p.test_interval == 0:
+            self.test_all()
+        logger.info("Optimization Done.")
+
+    # -- testing ---------------------------------------------------------------
+    def test_all(self):
+        for i in range(len(self._test_nets)):
+            if self._requested_early_exit:
+                break
+            self.test(i)
+
+    def test(self, test_net_id=0):
+        p = self._param
+        logger.info("Iteration %d, Testing net (#%d)", self._iter, test_net_id)
+        net = self._test_nets[test_net_id]
+        net.share_with(self._net)
+        n_iter = p.test_iter[test_net_id]
+        scores = None
+        loss = 0.0
+        for _ in range(n_iter):
+            iter_loss = net.forward_prefilled()
+            if p.test_compute_loss:
+                loss += iter_loss
+            vals = [net._blobs[bid].data_buffer.host_readonly().reshape(-1).double()
+                    for bid in net._outputs]
+            if scores is None:
+                scores = [v.clone() for v in vals]
+            else:
+                for s, v in zip(scores, vals):
+                    s += v
+        if p.test_compute_loss:
+            loss /= n_iter
+            logger.info("Test loss: %s", _g(loss))
+        if scores is None:
+            return
+        means = [(s / n_iter).float().tolist() for s in scores]
+        self._log_outputs(net, "    Test net output #", means)
+
+    # -- update: subclasses ---------------------------------------------------
+    def apply_update(self):  # pragma: no cover - every concrete solver overrides
+        raise NotImplementedError("Solver.apply_update: use a concrete solver class")
+
+    def snapshot_solver_state(self, model_filename):  # pragma: no cover
+        raise NotImplementedError
+
+    # -- snapshots ---------------------------------------------------------------
+    def _snapshot_filename(self, ext, it=None):
+        return "%s_iter_%d%s" % (self._param.snapshot_prefix,
+                                 self._iter if it is None else it, ext)
+
+    def snapshot(self):
+        p = self._param
+        fmt = p.snapshot_format
+        pb2 = protoio.pb2()
+        if fmt == pb2.SolverParameter.BINARYPROTO:
+            model_filename = self._snapshot_filename(".caffemodel")
+            logger.info("Snapshotting to binary proto file %s", model_filename)
+            protoio.write_binary(model_filename, self._net.to_proto(p.snapshot_diff))
+        elif fmt == pb2.SolverParameter.HDF5:
+            model_filename = self._snapshot_filename(".caffemodel.h5")
+            logger.info("Snapshotting to HDF5 file %s", model_filename)
+            self._net.save_hdf5(model_filename, p.snapshot_diff)
+        else:
+            raise SolverError("Unsupported snapshot format: %r" % fmt)
+        self.snapshot_solver_state(model_filename)
+
+    def restore(self, state_file):
+        state_file = str(state_file)
+        protoio.check_file(state_file, "solver state")
+        if state_file.endswith(".h5"):
+            self._restore_hdf5(state_file)
+        else:
+            self._restore_binary(state_file)
+
+
+# ---------------------------------------------------------------------------
+# SGD and its family
+# ---------------------------------------------------------------------------
+class SGDSolver(Solver):
+    """Caffe's SGDSolver: lr policies, clipping, iter_size normalisation,
+    L1/L2 regularisation, momentum SGD (lr folded into the history)."""
+
+    type = "SGD"
+    _n_history_sets = 1
+
+    def _presolve(self):
+        net = self._net
+        self._params = net.learnable_params
+        self._lr_mults = [float(x) for x in net.params_lr]
+        self._decay_mults = [float(x) for x in net.params_weight_decay]
+        self._dev = _common.compute_device()
+        self._history = []
+        for _ in range(self._n_history_sets):
+            for b in self._params:
+                self._history.append(torch.zeros(tuple(b.shape), dtype=torch.float32,
+                                                 device=self._dev))
+
+    # -- learning rate -------------------------------------------------------
+    def get_learning_rate(self):
+        p = self._param
+        policy = p.lr_policy
+        it = self._iter
+        base_lr = float(_f32(p.base_lr))
+        gamma = _f32(p.gamma)
+        if policy == "fixed":
+            rate = base_lr
+        elif policy == "step":
+            if p.stepsize <= 0:
+                raise SolverError("lr_policy step needs stepsize > 0 (got %d)" % p.stepsize)
+            self._current_step = it // p.stepsize
+            self._check_gamma()
+            # pow(float, int) is computed in double, as C++ promotes it
+            rate = base_lr * math.pow(float(gamma), self._current_step)
+        elif policy == "exp":
+            self._check_gamma()
+            rate = base_lr * math.pow(float(gamma), it)
+        elif policy == "inv":
+            self._check_gamma()
+            rate = base_lr * _f(math.pow(float(_f32(1) + gamma * _f32(it)),
+                                         -float(_f32(p.power))))
+        elif policy == "multistep":
+            if self._current_step < len(p.stepvalue) and \
+                    it >= p.stepvalue[self._current_step]:
+                self._current_step += 1
+                logger.info("MultiStep Status: Iteration %d, step = %d", it,
+                            self._current_step)
+            self._check_gamma()
+            rate = base_lr * math.pow(float(gamma), self._current_step)
+        elif policy == "poly":
+            frac = _f32(1) - _f32(it) / _f32(p.max_iter)
+            rate = base_lr * _f(math.pow(float(frac), float(_f32(p.power))))
+        elif policy == "sigmoid":
+            self._check_gamma()
+            if p.stepsize <= 0:
+                raise SolverError("lr_policy sigmoid needs stepsize > 0 (got %d)" % p.stepsize)
+            e = _f(math.exp(float(-gamma * (_f32(it) - _f32(p.stepsize)))))
+            rate = base_lr * _f(_f32(1) / (_f32(1) + _f32(e)))
+        else:
+            raise SolverError("Unknown learning rate policy: %s" % policy)
+        return _f(rate)
+
+    def _check_gamma(self):
+        if self._param.gamma < 0:
+            raise SolverError("lr_policy %s needs gamma >= 0 (got %s)"
+                              % (self._param.lr_policy, _g(self._param.gamma)))
+
+    @property
+    def lr(self):
+        return self.get_learning_rate()
+
+    # -- ApplyUpdate ---------------------------------------------------------
+    def _ensure_device(self, dev):
+        if dev != self._dev:
+            self._history = [h.to(dev) for h in self._history]
+            self._dev = dev
+
+    def apply_update(self):
+        p = self._param
+        rate = self.get_learning_rate()
+        if p.display and self._iter % p.display == 0:
+            logger.info("Iteration %d, lr = %s", self._iter, _g(rate))
+        dev = _common.compute_device()
+        if dev != self._dev:
+            self._ensure_device(dev)
+        params = self._params
+        diffs = [b.diff_buffer.mutable_compute(dev) for b in params]
+        if p.clip_gradients >= 0:
+            self._clip_gradients(diffs, p.clip_gradients)
+        if p.iter_size > 1:
+            torch._foreach_mul_(diffs, _f(_f32(1) / _f32(p.iter_size)))
+        datas = [b.data_buffer.mutable_compute(dev) for b in params]
+        wd = _f32(p.weight_decay)
+        if wd:
+            reg = p.regularization_type
+            if reg not in ("L2", "L1"):
+                raise SolverError("Unknown regularization type: %s" % reg)
+            for i, g in enumerate(diffs):
+                local_decay = _f(wd * _f32(self._decay_mults[i]))
+                if local_decay:
+                    if reg == "L2":
+                        g.add_(datas[i], alpha=local_decay)
+                    else:
+                        g.add_(torch.sign(datas[i]), alpha=local_decay)
+        self._compute_update(diffs, rate)
+        torch._foreach_sub_(datas, diffs)
+        self._iter += 1
+
+    def _clip_gradients(self, diffs, clip):
+        sumsq = 0.0
+        for g in diffs:
+            sumsq += float(torch.dot(g.reshape(-1), g.reshape(-1)))
+        norm = _f(math.sqrt(_f(sumsq)))
+        clip = _f(clip)
+        if norm > clip:
+            scale = _f(_f32(clip) / _f32(norm))
+            logger.info("Gradient clipping: scaling down gradients (L2 norm %s > %s) by scale "
+                        "factor %s", _g(norm), _g(clip), _g(scale))
+            torch._foreach_mul_(diffs, scale)
+
+    def _local_rates(self, rate):
+        r = _f32(rate)
+        return [_f(r * _f32(m)) for m in self._lr_mults]
+
+    def _compute_update(self, diffs, rate):
+        momentum = _f(self._param.momentum)
+        hist = self._history
+        for i, (g, lr) in enumerate(zip(diffs, self._local_rates(rate))):
+            h = hist[i]
+            h.mul_(momentum).add_(g, alpha=lr)
+            g.copy_(h)
+
+    # -- solver state ----------------------------------------------------------
+    def snapshot_solver_state(self, model_filename):
+        pb2 = protoio.pb2()
+        if self._param.snapshot_format == pb2.SolverParameter.HDF5:
+            self._snapshot_state_hdf5(model_filename)
+        else:
+            self._snapshot_state_binary(model_filename)
+
+    def _snapshot_state_binary(self, model_filename):
+        pb2 = protoio.pb2()
+        state = pb2.SolverState()
+        state.iter = self._iter
+        state.learned_net = model_filename
+        state.current_step = self._current_step
+        for h in self._history:
+            bp = state.history.add()
+            bp.shape.dim.extend(list(h.shape))
+            bp.data.extend(h.detach().cpu().reshape(-1).tolist())
+        filename = self._snapshot_filename(".solverstate")
+        logger.info("Snapshotting solver state to binary proto file %s", filename)
+        protoio.write_binary(filename, state)
+
+    def _snapshot_state_hdf5(self, model_filename):
+        import h5py
+        filename = self._snapshot_filename(".solverstate.h5")
+        logger.info("Snapshotting solver state to HDF5 file %s", filename)
+        with h5py.File(filename, "w") as f:
+            f.create_dataset("iter", data=np.array([self._iter], dtype=np.int32))
+            f.create_dataset("learned_net", data=np.bytes_(model_filename.encode("utf-8")))
+            f.create_dataset("current_step", data=np.array([self._current_step],
+                                                           dtype=np.int32))
+            g = f.create_group("history")
+            for i, h in enumerate(self._history):
+                g.create_dataset(str(i), data=h.detach().cpu().numpy())
+
+    def _set_history(self, i, arr, shape, where):
+        arr = np.asarray(arr, dtype=np.float32)
+        if arr.size != int(np.prod(shape)):
+            raise CaffeFileError("%s: history blob %d holds %d values but its shape %s needs %d"
+                                 % (where, i, arr.size, list(shape), int(np.prod(shape))))
+        self._history[i] = torch.from_numpy(arr.reshape(shape).copy()).to(self._dev)
+
+    def _restore_binary(self, state_file):
+        pb2 = protoio.pb2()
+        state = protoio.read_binary(state_file, pb2.SolverState())
+        self._iter = state.iter
+        if state.HasField("learned_net"):
+            protoio.check_file(state.learned_net, "learned_net of %s" % state_file)
+            weights = protoio.read_binary(state.learned_net, pb2.NetParameter())
+            try:
+                from . import upgrade
+                if upgrade.net_needs_upgrade(weights):
+                    upgrade.upgrade_net(weights, state.learned_net)
+            except ImportError:  # pragma: no cover
+                pass
+            self._net.copy_from_proto(weights, source=state.learned_net)
+        self._current_step = state.current_step
+        if len(state.history) != len(self._history):
+            raise CaffeFileError("%s: Incorrect length of history blobs: the file has %d, the %s "
+                                 "solver needs %d" % (state_file, len(state.history), self.type,
+                                                      len(self._history)))
+        logger.info("SGDSolver: restoring history")
+        for i, bp in enumerate(state.history):
+            self._set_history(i, proto_array(bp), proto_shape(bp), state_file)
+
+    def _restore_hdf5(self, state_file):
+        import h5py
+        with h5py.File(state_file, "r") as f:
+            self._iter = int(np.asarray(f["iter"]).reshape(-1)[0])
+            if "learned_net" in f:
+                learned = f["learned_net"][()]
+                if isinstance(learned, np.ndarray):
+                    learned = learned.reshape(-1)[0]
+                if isinstance(learned, bytes):
+                    learned = learned.decode("utf-8")
+                learned = str(learned).rstrip("\x00")
+                self._net.copy_from(learned)
+            self._current_step = int(np.asarray(f["current_step"]).reshape(-1)[0])
+            if "history" not in f:
+                raise CaffeFileError("%s: Error reading history (no /history group)" % state_file)
+            hist = f["history"]
+            if len(hist.keys()) != len(self._history):
+                raise CaffeFileError("%s: Incorrect length of history blobs: the file has %d, "
+                                     "the %s solver needs %d"
+                                     % (state_file, len(hist.keys()), self.type,
+                                        len(self._history)))
+            for i in range(len(self._history)):
+                arr = np.asarray(hist[str(i)], dtype=np.float32)
+                self._set_history(i, arr, arr.shape, state_file)
+
+
+class NesterovSolver(SGDSolver):
+    type = "Nesterov"
+
+    def _compute_update(self, diffs, rate):
+        momentum = _f(self._param.momentum)
+        one_plus = _f(_f32(1) + _f32(momentum))
+        hist = self._history
+        for i, (g, lr) in enumerate(zip(diffs, self._local_rates(rate))):
+            h = hist[i]
+            prev = h.clone()
+            h.mul_(momentum).add_(g, alpha=lr)
+            torch.mul(h, one_plus, out=g)
+            g.sub_(prev, alpha=momentum)
+
+
+class AdaGradSolver(SGDSolver):
+    type = "AdaGrad"
+
+    def _check_param(self):
+        if self._param.momentum != 0:
+            raise SolverError("Momentum cannot be used with AdaGrad.")
+
+    def _compute_update(self, diffs, rate):
+        delta = _f(self._param.delta)
+        hist = self._history
+        for i, (g, lr) in enumerate(zip(diffs, self._local_rates(rate))):
+            h = hist[i]
+            h.addcmul_(g, g)
+            g.div_(torch.sqrt(h).add_(delta)).mul_(lr)
+
+
+class RMSPropSolver(SGDSolver):
+    type = "RMSProp"
+
+    def _check_param(self):
+        p = self._param
+        if p.momentum != 0:
+            raise SolverError("Momentum cannot be used with RMSProp.")
+        if not (0 <= p.rms_decay < 1):
+            raise SolverError("rms_decay should lie between 0 and 1 (got %s)" % _g(p.rms_decay))
+
+    def _compute_update(self, diffs, rate):
+        p = self._param
+        decay = _f(p.rms_decay)
+        one_minus = _f(_f32(1) - _f32(decay))
+        delta = _f(p.delta)
+        hist = self._history
+        for i, (g, lr) in enumerate(zip(diffs, self._local_rates(rate))):
+            h = hist[i]
+            h.mul_(decay).addcmul_(g, g, value=one_minus)
+            g.div_(torch.sqrt(h).add_(delta)).mul_(lr)
+
+
+class AdaDeltaSolver(SGDSolver):
+    type = "AdaDelta"
+    _n_history_sets = 2
+
+    def _compute_update(self, diffs, rate):
+        p = self._param
+        momentum = _f(p.momentum)
+        one_minus = _f(_f32(1) - _f32(momentum))
+        delta = _f(p.delta)
+        hist = self._history
+        n = len(diffs)
+        for i, (g, lr) in enumerate(zip(diffs, self._local_rates(rate))):
+            h, h2 = hist[i], hist[n + i]
+            h.mul_(momentum).addcmul_(g, g, value=one_minus)
+            ratio = torch.add(h2, delta)
+            ratio.div_(torch.add(h, delta)).sqrt_()
+            g.mul_(ratio)
+            h2.mul_(momentum).addcmul_(g, g, value=one_minus)
+            g.mul_(lr)
+
+
+class AdamSolver(SGDSolver):
+    type = "Adam"
+    _n_history_sets = 2
+
+    def _compute_update(self, diffs, rate):
+        p = self._param
+        beta1 = _f(p.momentum)
+        beta2 = _f(p.momentum2)
+        eps = _f(p.delta)
+        t = self._iter + 1
+        correction = _f(math.sqrt(float(_f32(1)) - math.pow(beta2, t))
+                        / (1.0 - math.pow(beta1, t)))
+        one_m1 = _f(_f32(1) - _f32(beta1))
+        one_m2 = _f(_f32(1) - _f32(beta2))
+        hist = self._history
+        n = len(diffs)
+        for i, (g, lr) in enumerate(zip(diffs, self._local_rates(rate))):
+            m, v = hist[i], hist[n + i]
+            m.mul_(beta1).add_(g, alpha=one_m1)
+            v.mul_(beta2).addcmul_(g, g, value=one_m2)
+            denom = torch.sqrt(v).add_(eps)
+            torch.div(m, denom, out=g)
+            g.mul_(_f(_f32(lr) * _f32(correction)))
+
+
+# ---------------------------------------------------------------------------
+# get_solver
+# ---------------------------------------------------------------------------
+_SOLVERS = {
+    "SGD": SGDSolver,
+    "Nesterov": NesterovSolver,
+    "AdaGrad": AdaGradSolver,
+    "RMSProp": RMSPropSolver,
+    "AdaDelta": AdaDeltaSolver,
+    "Adam": AdamSolver,
+}
+
+
+def solver_type_list():
+    return sorted(_SOLVERS)
+
+
+def get_solver(param_file):
+    """The solver the file's ``type`` (or legacy ``solver_type``) names."""
+    param = _read_solver_param(param_file)
+    cls = _SOLVERS.get(param.type)
+    if cls is None:
+        raise SolverError("Unknown solver type: %s (known types: %s)"
+                          % (param.type, ", ".join(solver_type_list())))
+    return cls(param) if hasattr(param_file, "DESCRIPTOR") else _construct(cls, param,
+                                                                          param_file)
+
+
+def _construct(cls, param, source):
+    solver = cls.__new__(cls)
+    solver._source = str(source)
+    solver._init(param)
+    return solver
