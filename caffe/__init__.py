@@ -8,6 +8,7 @@ __version__ = "1.0.0"
 from ._common import (TRAIN, TEST, init_log, log, set_mode_cpu, set_mode_gpu, set_device,
                       set_random_seed, solver_count, set_solver_count, solver_rank,
                       set_solver_rank, set_multiprocess, has_nccl)
+from .proto import caffe_pb2 as _caffe_pb2  # noqa: F401  (installs pycaffe's str())
 from .blob import Blob, BlobVec
 from .layers import modules
 from .net import Net

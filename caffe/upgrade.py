@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import struct
+from .proto.pytext import is_repeated
 
 __all__ = [
     "net_needs_upgrade", "upgrade_net", "upgrade_net_as_needed",
@@ -153,7 +154,7 @@ def _is_repeated(fd):
     rep = getattr(fd, "is_repeated", None)
     if rep is not None:
         return rep() if callable(rep) else bool(rep)
-    return fd.label == fd.LABEL_REPEATED
+    return is_repeated(fd)
 
 
 def _enum_name(msg, field, value=None):

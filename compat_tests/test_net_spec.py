@@ -3,7 +3,6 @@
 Golden text in golden/net_spec/ was written by real pycaffe (str(to_proto())).
 """
 import os
-import re
 import tempfile
 
 import pytest
@@ -128,35 +127,13 @@ def silent_net():
 
 # -- golden text ------------------------------------------------------------
 
-_NUMBER_LINE = re.compile(r'^(\s*\w+: )(-?[0-9.eE+-]+)$')
-
-
-def _same_text_up_to_float_spelling(ours, golden):
-    """Line-by-line equality, except that a numeric value may be spelled
-    differently (the golden was written by an older Python protobuf, which
-    prints float fields as repr(double): '1.0', '0.003921568859368563';
-    protobuf >= 4 prints the shortest float32 form: '1', '0.00392156886')."""
-    import numpy as np
-    ours_lines, golden_lines = ours.splitlines(), golden.splitlines()
-    assert len(ours_lines) == len(golden_lines)
-    for mine, theirs in zip(ours_lines, golden_lines):
-        if mine == theirs:
-            continue
-        m1, m2 = _NUMBER_LINE.match(mine), _NUMBER_LINE.match(theirs)
-        assert m1 and m2 and m1.group(1) == m2.group(1), (mine, theirs)
-        assert np.float32(m1.group(2)) == np.float32(m2.group(2)), \
-            (mine, theirs)
-
-
 def test_golden_lenet_text():
     ours = str(learning_lenet('mnist_train_lmdb', 64))
     golden = _golden_text('lenet_netspec.prototxt')
     # same message, field for field
     assert _parse(golden) == learning_lenet('mnist_train_lmdb', 64)
-    # same text as protobuf prints the golden message today
-    assert ours == str(_parse(golden))
-    # and the golden text itself, up to how float literals are spelled
-    _same_text_up_to_float_spelling(ours, golden)
+    # and exactly pycaffe's text (floats as '1.0', '0.003921568859368563')
+    assert ours == golden
 
 
 def test_golden_fcn_crop_text_exact():

@@ -43,6 +43,8 @@ def __getattr__(name):
     # caffe.proto.regenerate` works even when caffe_pb2.py is missing/stale.
     if name == "caffe_pb2":
         mod = importlib.import_module(__name__ + ".caffe_pb2")
+        from . import pytext
+        pytext.install(mod)
         globals()["caffe_pb2"] = mod
         return mod
     raise AttributeError("module %r has no attribute %r" % (__name__, name))
@@ -69,6 +71,8 @@ def _build_module(fds_bytes, proto_path, modname):
     g["SOURCE_PROTO"] = proto_path
     builder.BuildMessageAndEnumDescriptors(file_desc, g)
     builder.BuildTopDescriptorsAndMessages(file_desc, modname, g)
+    from . import pytext
+    pytext.install(mod)
     return mod
 
 
