@@ -25,7 +25,7 @@ def _count(shape):
 class SyncedBuffer:
     """One buffer (data or diff) with a host copy and an optional device copy."""
 
-    __slots__ = ("_host", "_dev", "_head", "_shape", "_count")
+    __slots__ = ("_host", "_dev", "_head", "_shape", "_count", "_hv", "_dv")
 
     def __init__(self, shape):
         self._shape = tuple(shape)
@@ -33,6 +33,8 @@ class SyncedBuffer:
         self._host = torch.zeros(max(self._count, 1), dtype=torch.float32)
         self._dev = None
         self._head = _HOST
+        self._hv = None   # cached shaped views of _host / _dev (the hot path reuses them)
+        self._dv = None
 
     # -- shape -------------------------------------------------------------
     def reshape(self, shape):
@@ -43,12 +45,30 @@ class SyncedBuffer:
             self._host = torch.zeros(count, dtype=torch.float32)
             self._dev = None
             self._head = _HOST
+            self._hv = self._dv = None
         elif self._dev is not None and count > self._dev.numel():
             self._sync_to_host()
             self._dev = None
             self._head = _HOST
+            self._dv = None
+        if shape == self._shape:
+            return
         self._shape = shape
         self._count = count
+        self._hv = None
+        self._dv = None
+
+    def _host_view(self):
+        v = self._hv
+        if v is None:
+            v = self._hv = self._host[: self._count].view(self._shape)
+        return v
+
+    def _dev_view(self):
+        v = self._dv
+        if v is None:
+            v = self._dv = self._dev[: self._count].view(self._shape)
+        return v
 
     # -- host side ---------------------------------------------------------
     def _sync_to_host(self):
@@ -60,12 +80,12 @@ class SyncedBuffer:
         """Host tensor of the blob's shape, for writing (marks the host as head)."""
         self._sync_to_host()
         self._head = _HOST
-        return self._host[: self._count].view(self._shape)
+        return self._host_view()
 
     def host_readonly(self):
         """Host tensor for reading only (the head stays where it is)."""
         self._sync_to_host()
-        return self._host[: self._count].view(self._shape)
+        return self._host_view()
 
     # -- compute side ------------------------------------------------------
     def compute(self, device=None):
@@ -73,16 +93,18 @@ class SyncedBuffer:
         if device is None:
             device = _common.compute_device()
         if device.type == "cpu":
-            self._sync_to_host()
-            return self._host[: self._count].view(self._shape)
+            if self._head == _DEVICE:
+                self._sync_to_host()
+            return self._host_view()
         if self._dev is None or self._dev.device != device or self._dev.numel() < self._host.numel():
             self._sync_to_host()
             self._dev = self._host.to(device)
+            self._dv = None
             self._head = _SYNCED
         elif self._head == _HOST:
             self._dev.copy_(self._host, non_blocking=False)
             self._head = _SYNCED
-        return self._dev[: self._count].view(self._shape)
+        return self._dev_view()
 
     def mutable_compute(self, device=None):
         """Tensor on the compute device for writing (marks that side as head)."""
