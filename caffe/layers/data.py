@@ -46,9 +46,17 @@ def _write_top(blob, arr):
     blob.data_buffer.host().copy_(t)
 
 
+_VIEW_CACHES = ("_hv", "_dv")
+
+
 def _point_top(blob, arr, shape=None):
     """Make ``blob``'s data *be* ``arr`` (Caffe's ``set_cpu_data``) in CPU mode,
-    without copying; copy otherwise.  ``arr`` must not be reused afterwards."""
+    without copying; copy otherwise.  ``arr`` must not be reused afterwards.
+
+    Blob has no public set_cpu_data, so this swaps the host storage of its
+    SyncedBuffer and then checks that the blob really reads from ``arr``; if
+    the buffer's internals ever differ from what is expected, it falls back
+    to a copy."""
     t = _host_tensor(arr)
     if shape is not None:
         t = t.view(shape)
@@ -58,13 +66,25 @@ def _point_top(blob, arr, shape=None):
     buf = blob.data_buffer
     if (_common.mode() == "cpu" and t.numel() > 0 and t.is_contiguous()
             and t.dtype == torch.float32 and hasattr(buf, "_host")):
+        saved = {a: getattr(buf, a) for a in ("_host", "_dev", "_head") + _VIEW_CACHES
+                 if hasattr(buf, a)}
         try:
             buf._host = t.reshape(-1)
             buf._dev = None
             buf._head = _blob._HOST
-            return
-        except AttributeError:
+            for a in _VIEW_CACHES:
+                if hasattr(buf, a):
+                    setattr(buf, a, None)
+            view = buf.host_readonly()
+            if view.data_ptr() == t.data_ptr() and tuple(view.shape) == shape:
+                return
+        except (AttributeError, RuntimeError):
             pass
+        for a, v in saved.items():
+            setattr(buf, a, v)
+        for a in _VIEW_CACHES:
+            if hasattr(buf, a):
+                setattr(buf, a, None)
     buf.host().copy_(t)
 
 
@@ -123,6 +143,8 @@ class HDF5DataLayer(_DataLayer):
         if self.batch_size <= 0:
             raise self.error("batch_size must be positive", field="hdf5_data_param.batch_size")
         self.shuffle = bool(p.shuffle)
+
+    def setup(self, bottom, top):
         try:
             with open(self.source, "r") as f:
                 self.files = f.read().split()
@@ -137,6 +159,8 @@ class HDF5DataLayer(_DataLayer):
         self.current_file = 0
         self._load(self.files[self.file_perm[0]])
         self.current_row = 0
+        for blob, shape in zip(top, self.row_shapes):
+            blob.reshape(self.batch_size, *shape)
 
     def _load(self, filename):
         import h5py
@@ -177,10 +201,6 @@ class HDF5DataLayer(_DataLayer):
         self.data_perm = np.arange(n)
         if self.shuffle:
             _common.numpy_rng().shuffle(self.data_perm)
-
-    def setup(self, bottom, top):
-        for blob, shape in zip(top, self.row_shapes):
-            blob.reshape(self.batch_size, *shape)
 
     def _next(self):
         self.current_row += 1
