@@ -5,8 +5,9 @@
 For LeNet, CIFAR-10 quick and a CaffeNet-shaped deploy net at batch 1 and 16,
 prints the time ratio caffe.Net.forward / torch module (same weights, same
 inputs, measured in the same run; target <= 1.10) and the peak memory of each,
-measured in a fresh subprocess per variant (ru_maxrss growth over the process
-after building the model; target <= 1.2x).
+measured in a fresh subprocess per variant (ru_maxrss growth, over the process
+after its imports, of building the model with its weights and running two
+forwards; target <= 1.2x).
 """
 import argparse
 import json
@@ -83,7 +84,7 @@ class CaffeNet(nn.Module):
 TORCH_MODULES = {"lenet": LeNet, "cifar10_quick": Cifar10Quick, "caffenet": CaffeNet}
 
 
-def build(model, batch):
+def build(model, batch, torch_module=True):
     import caffe
     caffe.set_mode_cpu()
     caffe.set_random_seed(0)
@@ -93,7 +94,8 @@ def build(model, batch):
     net.reshape()
     x = torch.randn(batch, *shape)
     net.blobs["data"].data[...] = x.numpy()
-    return net, TORCH_MODULES[model](net).eval(), x
+    mod = TORCH_MODULES[model](net).eval() if torch_module else None
+    return net, mod, x
 
 
 def time_it(fn, repeat):
@@ -107,17 +109,51 @@ def time_it(fn, repeat):
     return best
 
 
-def measure_memory(model, batch, which):
-    """Run in a subprocess: peak RSS growth of one forward over the built model."""
-    code = ("import sys, resource, torch; sys.path.insert(0, %r); import forward as b; "
-            "net, mod, x = b.build(%r, %d); base = resource.getrusage(resource.RUSAGE_SELF)"
-            ".ru_maxrss; torch.set_grad_enabled(True)\n"
-            "if %r == 'caffe':\n    net.forward()\nelse:\n    mod(x)\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)"
-            % (HERE, model, batch, which))
+def param_shapes(net):
+    return {name: [list(b.shape) for b in blobs] for name, blobs in net.params.items()}
+
+
+class _Shapes:
+    """Stand-in for a Net when the torch module is built without one."""
+
+    def __init__(self, shapes):
+        self.params = {k: [_Blob(s) for s in v] for k, v in shapes.items()}
+
+
+class _Blob:
+    def __init__(self, shape):
+        self.data = torch.randn(*shape).numpy()
+
+
+_CHILD = """
+import json, resource, sys, torch
+sys.path.insert(0, %(here)r)
+import caffe, forward as b
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak()
+model, batch, which = %(model)r, %(batch)d, %(which)r
+proto, shape = b.MODELS[model]
+if which == "caffe":
+    net, _, _ = b.build(model, batch, torch_module=False)
+    net.forward(); net.forward()
+else:
+    mod = b.TORCH_MODULES[model](b._Shapes(json.loads(%(shapes)r)))
+    x = torch.randn(batch, *shape)
+    with torch.no_grad():
+        mod(x); mod(x)
+print((peak() - base) / 1024.0)
+"""
+
+
+def measure_memory(model, batch, which, shapes):
+    """Peak RSS growth (MB) of building the model and running two forwards,
+    in a fresh subprocess, over the same process after its imports."""
+    code = _CHILD % dict(here=HERE, model=model, batch=batch, which=which,
+                         shapes=json.dumps(shapes))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
-    return int(out.stdout.strip().splitlines()[-1]) / 1024.0
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None):
@@ -143,8 +179,9 @@ def main(argv=None):
             if args.no_memory:
                 m_caffe = m_torch = float("nan")
             else:
-                m_caffe = measure_memory(model, batch, "caffe")
-                m_torch = measure_memory(model, batch, "torch")
+                shapes = param_shapes(net)
+                m_caffe = measure_memory(model, batch, "caffe", shapes)
+                m_torch = measure_memory(model, batch, "torch", shapes)
             ratio = t_caffe / t_torch
             mem = m_caffe / m_torch if m_torch > 0 else float("nan")
             print("%-14s %5d %12.3f %12.3f %7.2f %10.1f %10.1f %7.2f   (max |diff| %.1e)"

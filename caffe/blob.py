@@ -14,7 +14,7 @@ import torch
 
 from . import _common
 
-_HOST, _DEVICE, _SYNCED = 0, 1, 2
+_UNINIT, _HOST, _DEVICE, _SYNCED = 0, 1, 2, 3
 _CPU = torch.device("cpu")
 
 
@@ -23,44 +23,48 @@ def _count(shape):
 
 
 class SyncedBuffer:
-    """One buffer (data or diff) with a host copy and an optional device copy."""
+    """One buffer (data or diff) with a lazily allocated host copy and, in GPU
+    mode, a device copy; ``_head`` says which side holds the current values."""
 
-    __slots__ = ("_host", "_dev", "_head", "_shape", "_count", "_hv", "_dv")
+    __slots__ = ("_host", "_dev", "_head", "_shape", "_count", "_capacity", "_hv", "_dv")
 
     def __init__(self, shape):
         self._shape = tuple(shape)
         self._count = _count(self._shape)
-        self._host = torch.zeros(max(self._count, 1), dtype=torch.float32)
+        self._capacity = self._count
+        self._host = None           # allocated (zero-filled) on first use, as Caffe does
         self._dev = None
-        self._head = _HOST
-        self._hv = None   # cached shaped views of _host / _dev (the hot path reuses them)
+        self._head = _UNINIT
+        self._hv = None             # cached shaped views of _host / _dev
         self._dv = None
 
     # -- shape -------------------------------------------------------------
     def reshape(self, shape):
         shape = tuple(int(d) for d in shape)
-        count = _count(shape)
-        if count > self._host.numel():
-            # Caffe reallocates (zero-filled) only when the count grows.
-            self._host = torch.zeros(count, dtype=torch.float32)
-            self._dev = None
-            self._head = _HOST
-            self._hv = self._dv = None
-        elif self._dev is not None and count > self._dev.numel():
-            self._sync_to_host()
-            self._dev = None
-            self._head = _HOST
-            self._dv = None
         if shape == self._shape:
             return
+        count = _count(shape)
+        if count > self._capacity:
+            # Caffe reallocates (zero-filled) only when the count grows.
+            self._host = None
+            self._dev = None
+            self._head = _UNINIT
+            self._capacity = count
         self._shape = shape
         self._count = count
         self._hv = None
         self._dv = None
 
+    @property
+    def shape(self):
+        return self._shape
+
+    # -- storage -------------------------------------------------------------
     def _host_view(self):
         v = self._hv
         if v is None:
+            if self._host is None:
+                self._host = torch.zeros(max(self._capacity, 1), dtype=torch.float32)
             v = self._hv = self._host[: self._count].view(self._shape)
         return v
 
@@ -70,21 +74,44 @@ class SyncedBuffer:
             v = self._dv = self._dev[: self._count].view(self._shape)
         return v
 
-    # -- host side ---------------------------------------------------------
-    def _sync_to_host(self):
+    def _to_host(self):
         if self._head == _DEVICE:
-            self._host[: self._dev.numel()].copy_(self._dev)
+            self._host_view()
+            self._host.copy_(self._dev)
             self._head = _SYNCED
+        elif self._head == _UNINIT:
+            self._head = _HOST
 
+    def _to_device(self, device):
+        if self._dev is None or self._dev.device != device:
+            if self._head == _DEVICE:
+                self._dev = self._dev.to(device)
+            elif self._head == _UNINIT:
+                self._dev = torch.zeros(max(self._capacity, 1), dtype=torch.float32,
+                                        device=device)
+                self._head = _DEVICE
+            else:
+                self._host_view()
+                self._dev = self._host.to(device)
+                self._head = _SYNCED
+            self._dv = None
+        elif self._head == _HOST:
+            self._dev.copy_(self._host)
+            self._head = _SYNCED
+        elif self._head == _UNINIT:
+            self._dev.zero_()
+            self._head = _DEVICE
+
+    # -- host side -------------------------------------------------------------
     def host(self):
         """Host tensor of the blob's shape, for writing (marks the host as head)."""
-        self._sync_to_host()
+        self._to_host()
         self._head = _HOST
         return self._host_view()
 
     def host_readonly(self):
         """Host tensor for reading only (the head stays where it is)."""
-        self._sync_to_host()
+        self._to_host()
         return self._host_view()
 
     # -- compute side ------------------------------------------------------
@@ -93,17 +120,10 @@ class SyncedBuffer:
         if device is None:
             device = _common.compute_device()
         if device.type == "cpu":
-            if self._head == _DEVICE:
-                self._sync_to_host()
+            if self._head != _HOST and self._head != _SYNCED:
+                self._to_host()
             return self._host_view()
-        if self._dev is None or self._dev.device != device or self._dev.numel() < self._host.numel():
-            self._sync_to_host()
-            self._dev = self._host.to(device)
-            self._dv = None
-            self._head = _SYNCED
-        elif self._head == _HOST:
-            self._dev.copy_(self._host, non_blocking=False)
-            self._head = _SYNCED
+        self._to_device(device)
         return self._dev_view()
 
     def mutable_compute(self, device=None):
@@ -113,29 +133,50 @@ class SyncedBuffer:
         return t
 
     def write(self, value):
-        """Reshape to ``value``'s shape and copy it in (on the compute side)."""
-        if tuple(value.shape) != self._shape:
+        """Reshape to ``value``'s shape and copy it in, on ``value``'s side."""
+        if value.shape != self._shape:
             self.reshape(value.shape)
-        dst = self.mutable_compute(value.device)
+        if value.device.type == "cpu":
+            dst = self._host_view()          # fully overwritten: no sync needed
+            self._head = _HOST
+        else:
+            if self._dev is None or self._dev.device != value.device:
+                self._to_device(value.device)
+            dst = self._dev_view()
+            self._head = _DEVICE
         dst.copy_(value)
         return dst
 
+    def set_host_storage(self, flat):
+        """Use ``flat`` (a contiguous float32 CPU tensor of at least ``count``
+        elements) as the host storage, without copying: Caffe's set_cpu_data.
+        The host becomes head; any device copy is dropped."""
+        if flat.dtype != torch.float32 or flat.device.type != "cpu" or not flat.is_contiguous():
+            raise ValueError("set_host_storage needs a contiguous float32 CPU tensor")
+        flat = flat.reshape(-1)
+        if flat.numel() < self._count:
+            raise ValueError("set_host_storage: %d elements for a buffer of %d"
+                             % (flat.numel(), self._count))
+        self._host = flat
+        self._capacity = flat.numel()
+        self._dev = None
+        self._head = _HOST
+        self._hv = None
+        self._dv = None
+
     def set_from_host(self, value):
         """Overwrite the host side; the device copy follows lazily."""
-        h = self.host()
-        h.copy_(value)
+        self.host().copy_(value)
 
     def zero_(self):
-        """Zero the side that is head (Caffe zeroes on the side in use)."""
+        """Zero the side in use (Caffe zeroes on the side that is head)."""
+        if self._head == _UNINIT:
+            return                          # first allocation is zero-filled
         if self._head == _DEVICE:
-            self._dev[: self._count].zero_()
+            self._dev_view().zero_()
         else:
-            self._host[: self._count].zero_()
+            self._host_view().zero_()
             self._head = _HOST
-
-    @property
-    def shape(self):
-        return self._shape
 
 
 class Blob:

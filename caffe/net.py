@@ -17,7 +17,7 @@ import torch
 
 from . import _common
 from .blob import Blob, BlobVec
-from .layers.registry import modules, is_rich_factory
+from .layers.adapters import CallableLayer, LayerParamDict, build_layer  # noqa: F401
 from .layers.base import LayerError
 from . import protoio
 from .protoio import CaffeFileError
@@ -143,114 +143,6 @@ def _as_list(outs):
     if isinstance(outs, torch.Tensor):
         return [outs]
     return list(outs)
-
-
-class CallableLayer(torch.nn.Module):
-    """Adapter for caffemodel2pytorch-style factories: ``factory(param)`` returns
-    an nn.Module, a function or an autograd Function class applied to bottoms."""
-
-    def __init__(self, fn, layer_param, phase):
-        super().__init__()
-        self.layer_param = layer_param
-        self.name = layer_param.name
-        self.phase = int(phase)
-        if isinstance(fn, type) and issubclass(fn, torch.autograd.Function):
-            fn = fn.apply
-        if isinstance(fn, torch.nn.Module):
-            self.module = fn
-            self._fn = None
-        else:
-            self.module = None
-            self._fn = fn
-        self.blobs = BlobVec()
-        if self.module is not None:
-            self._param_names = []
-            for pname, p in self.module.named_parameters():
-                blob = Blob(tuple(p.shape))
-                blob.data_buffer.host().copy_(p.detach().cpu())
-                self.blobs.append(blob)
-                self._param_names.append(pname)
-
-    is_loss = False
-    mutates_params = False
-    num_bottoms = (0, None)
-    num_tops = (0, None)
-
-    def allow_force_backward(self, i):
-        return True
-
-    def run(self, bottoms, params):
-        if self.module is not None:
-            if self.blobs:
-                from torch.func import functional_call
-                outs = functional_call(self.module, dict(zip(self._param_names, params)),
-                                       tuple(bottoms))
-            else:
-                outs = self.module(*bottoms)
-        else:
-            outs = self._fn(*bottoms)
-        if outs is None:
-            return []
-        return _as_list(outs)
-
-    def forward(self, *bottoms):
-        return self.run(list(bottoms), [b.data_tensor() for b in self.blobs])
-
-    def output_shapes(self, bottom_shapes):
-        bottoms = [torch.zeros(s) for s in bottom_shapes]
-        with torch.no_grad():
-            outs = self.run(bottoms, [b.data_tensor(torch.device("cpu")) for b in self.blobs])
-        return [tuple(o.shape) for o in outs]
-
-
-class LayerParamDict(dict):
-    """The ``*_param`` of a layer as a dict (caffemodel2pytorch's ``param``),
-    also readable as attributes; unset scalar fields give their defaults."""
-
-    def __init__(self, msg):
-        super().__init__()
-        self._msg = msg
-        if msg is None:
-            return
-        for field in msg.DESCRIPTOR.fields:
-            value = getattr(msg, field.name)
-            if field.label == field.LABEL_REPEATED:
-                if field.message_type is not None:
-                    value = [LayerParamDict(v) for v in value]
-                else:
-                    value = list(value)
-            elif field.message_type is not None:
-                if not msg.HasField(field.name):
-                    continue
-                value = LayerParamDict(value)
-            self[field.name] = value
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-def _type_param(layer_param):
-    for field, value in layer_param.ListFields():
-        if field.name.endswith("_param") and field.message_type is not None:
-            return value
-    return None
-
-
-def build_layer(layer_param, bottom_shapes, phase, source=None):
-    """Instantiate the layer for ``layer_param`` through ``caffe.modules``."""
-    factory = modules.lookup(layer_param, source)
-    if is_rich_factory(factory):
-        layer = factory(layer_param, bottom_shapes, phase)
-    else:
-        made = factory(LayerParamDict(_type_param(layer_param)))
-        if getattr(made, "_caffe_blob_layer", False) or hasattr(made, "run"):
-            layer = made
-        else:
-            layer = CallableLayer(made, layer_param, phase)
-    return layer
 
 
 # ---------------------------------------------------------------------------

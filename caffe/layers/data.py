@@ -46,17 +46,9 @@ def _write_top(blob, arr):
     blob.data_buffer.host().copy_(t)
 
 
-_VIEW_CACHES = ("_hv", "_dv")
-
-
 def _point_top(blob, arr, shape=None):
     """Make ``blob``'s data *be* ``arr`` (Caffe's ``set_cpu_data``) in CPU mode,
-    without copying; copy otherwise.  ``arr`` must not be reused afterwards.
-
-    Blob has no public set_cpu_data, so this swaps the host storage of its
-    SyncedBuffer and then checks that the blob really reads from ``arr``; if
-    the buffer's internals ever differ from what is expected, it falls back
-    to a copy."""
+    without copying; copy otherwise.  ``arr`` must not be reused afterwards."""
     t = _host_tensor(arr)
     if shape is not None:
         t = t.view(shape)
@@ -64,27 +56,10 @@ def _point_top(blob, arr, shape=None):
     if tuple(blob.shape) != shape:
         blob.reshape(*shape)
     buf = blob.data_buffer
-    if (_common.mode() == "cpu" and t.numel() > 0 and t.is_contiguous()
-            and t.dtype == torch.float32 and hasattr(buf, "_host")):
-        saved = {a: getattr(buf, a) for a in ("_host", "_dev", "_head") + _VIEW_CACHES
-                 if hasattr(buf, a)}
-        try:
-            buf._host = t.reshape(-1)
-            buf._dev = None
-            buf._head = _blob._HOST
-            for a in _VIEW_CACHES:
-                if hasattr(buf, a):
-                    setattr(buf, a, None)
-            view = buf.host_readonly()
-            if view.data_ptr() == t.data_ptr() and tuple(view.shape) == shape:
-                return
-        except (AttributeError, RuntimeError):
-            pass
-        for a, v in saved.items():
-            setattr(buf, a, v)
-        for a in _VIEW_CACHES:
-            if hasattr(buf, a):
-                setattr(buf, a, None)
+    if _common.mode() == "cpu" and t.numel() > 0 and t.is_contiguous() \
+            and t.dtype == torch.float32:
+        buf.set_host_storage(t)
+        return
     buf.host().copy_(t)
 
 
