@@ -28,7 +28,10 @@ class Layer:
 
     _caffe_blob_layer = True
     type = "Python"
-    is_loss = False
+    # None: decided by the Net from the layer type (Python layers give a loss
+    # only with an explicit loss_weight; a caffe.Layer registered for a type
+    # ending in "Loss" gets Caffe's default loss_weight 1 on its first top).
+    is_loss = None
     mutates_params = False
     num_bottoms = None
     num_tops = None
@@ -45,7 +48,18 @@ class Layer:
         return blobs
 
     def _caffe_prepare(self, layer_param, phase):
-        self.__dict__.setdefault("_layer_param", layer_param)
+        """What Caffe does before calling ``setup``: the Layer constructor loads
+        weights embedded in the LayerParameter into ``blobs``; PythonLayer's
+        LayerSetUp sets ``param_str`` (``param_str_`` in caffe-fast-rcnn) and
+        ``phase``."""
+        if self.__dict__.get("_layer_param") is None:
+            self.__dict__["_layer_param"] = layer_param
+        if len(layer_param.blobs) and not len(self.blobs):
+            from ..weights import blob_from_proto
+            for j, proto in enumerate(layer_param.blobs):
+                blob = self.blobs.add_blob()
+                blob_from_proto(blob, proto, "layer %r blob %d" % (layer_param.name, j),
+                                reshape=True)
         self.param_str = layer_param.python_param.param_str
         self.param_str_ = self.param_str
         self.phase = Phase(phase)
