@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from .. import _common
-from .. import blob as _blob
 from .base import BlobLayer, LayerError
 from .registry import register_layer
 
