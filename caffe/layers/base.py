@@ -100,6 +100,12 @@ class CaffeLayer(nn.Module):
                 tops = self.run(bottoms, [p.clone() for p in params])
         return [tuple(t.shape) for t in tops]
 
+    def reshape(self, bottom, top):
+        """pycaffe's ``layer.reshape(bottom, top)``: reshape top Blobs for the bottoms."""
+        shapes = self.output_shapes([tuple(b.shape) for b in bottom])
+        for blob, shape in zip(top, shapes):
+            blob.reshape(*shape)
+
     def extra_repr(self):
         return "name=%r" % (self.name,)
 
