@@ -462,12 +462,22 @@ class SGDSolver(Solver):
         self._params = net.learnable_params
         self._lr_mults = [float(x) for x in net.params_lr]
         self._decay_mults = [float(x) for x in net.params_weight_decay]
+        self._lr_groups = self._groups(self._lr_mults)
+        self._decay_groups = self._groups(self._decay_mults)
         self._dev = _common.compute_device()
         self._history = []
         for _ in range(self._n_history_sets):
             for b in self._params:
                 self._history.append(torch.zeros(tuple(b.shape), dtype=torch.float32,
                                                  device=self._dev))
+
+    @staticmethod
+    def _groups(mults):
+        """Param indices grouped by multiplier, so one foreach op serves each group."""
+        groups = {}
+        for i, m in enumerate(mults):
+            groups.setdefault(m, []).append(i)
+        return [(m, idx) for m, idx in groups.items()]
 
     # -- learning rate -------------------------------------------------------
     def get_learning_rate(self):
@@ -537,6 +547,9 @@ class SGDSolver(Solver):
         if dev != self._dev:
             self._ensure_device(dev)
         params = self._params
+        if not params:
+            self._iter += 1
+            return
         diffs = [b.diff_buffer.mutable_compute(dev) for b in params]
         if p.clip_gradients >= 0:
             self._clip_gradients(diffs, p.clip_gradients)
@@ -548,13 +561,16 @@ class SGDSolver(Solver):
             reg = p.regularization_type
             if reg not in ("L2", "L1"):
                 raise SolverError("Unknown regularization type: %s" % reg)
-            for i, g in enumerate(diffs):
-                local_decay = _f(wd * _f32(self._decay_mults[i]))
-                if local_decay:
-                    if reg == "L2":
-                        g.add_(datas[i], alpha=local_decay)
-                    else:
-                        g.add_(torch.sign(datas[i]), alpha=local_decay)
+            for mult, idx in self._decay_groups:
+                local_decay = _f(wd * _f32(mult))
+                if not local_decay:
+                    continue
+                g_sub = [diffs[i] for i in idx]
+                if reg == "L2":
+                    torch._foreach_add_(g_sub, [datas[i] for i in idx], alpha=local_decay)
+                else:
+                    torch._foreach_add_(g_sub, torch._foreach_sign([datas[i] for i in idx]),
+                                        alpha=local_decay)
         self._compute_update(diffs, rate)
         torch._foreach_sub_(datas, diffs)
         self._iter += 1
@@ -576,12 +592,15 @@ class SGDSolver(Solver):
         return [_f(r * _f32(m)) for m in self._lr_mults]
 
     def _compute_update(self, diffs, rate):
+        # h = momentum * h + local_rate * g;  g = h   (Caffe folds lr into the history)
         momentum = _f(self._param.momentum)
         hist = self._history
-        for i, (g, lr) in enumerate(zip(diffs, self._local_rates(rate))):
-            h = hist[i]
-            h.mul_(momentum).add_(g, alpha=lr)
-            g.copy_(h)
+        r = _f32(rate)
+        torch._foreach_mul_(hist, momentum)
+        for mult, idx in self._lr_groups:
+            lr = _f(r * _f32(mult))
+            torch._foreach_add_([hist[i] for i in idx], [diffs[i] for i in idx], alpha=lr)
+        torch._foreach_copy_(diffs, hist)
 
     # -- solver state ----------------------------------------------------------
     def snapshot_solver_state(self, model_filename):

@@ -260,3 +260,46 @@ def test_training_log_words(workdir):
     assert re.search(r"\] Iteration 2 \([^)]*iter/s, [^)]*s/2 iters\), loss = ", text)
     assert re.search(r"\]     Train net output #0: loss = \S+ \(\* 1 = \S+ loss\)", text)
     assert re.search(r"\] Iteration 2, lr = 0.05", text)
+
+
+# ---------------------------------------------------------------------------
+# The shipped example: LeNet on synthetic digits
+# ---------------------------------------------------------------------------
+EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "examples", "lenet_synthetic")
+
+
+@pytest.fixture
+def lenet_dir(tmp_path):
+    import importlib.util
+    for f in ("lenet_solver.prototxt", "lenet_train_test.prototxt"):
+        shutil.copy(os.path.join(EXAMPLE, f), str(tmp_path))
+    spec = importlib.util.spec_from_file_location("lenet_make_data",
+                                                  os.path.join(EXAMPLE, "make_data.py"))
+    make_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_data)
+    make_data.make(str(tmp_path), n_train=1280, n_test=500)
+    spec = importlib.util.spec_from_file_location("lenet_train",
+                                                  os.path.join(EXAMPLE, "train.py"))
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    return str(tmp_path), train
+
+
+def test_example_lenet_sgdsolver_trains(lenet_dir):
+    workdir, train = lenet_dir
+    losses, acc = train.train_sgd(40, workdir)
+    assert len(losses) == 40 and all(np.isfinite(losses))
+    first, last = np.mean(losses[:8]), np.mean(losses[-8:])
+    assert last < first - 0.2, (first, last)
+    assert acc > 0.2          # ten classes: chance is 0.1
+
+
+def test_example_lenet_get_solver_reports_accuracy(lenet_dir):
+    workdir, train = lenet_dir
+    losses, accs, solver = train.train_get_solver(40, workdir, test_interval=20)
+    assert type(solver).__name__ == "SGDSolver" and solver.iter == 40
+    assert len(losses) == 41                          # display 1, plus Solve's final forward
+    assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 0.2, losses
+    assert len(accs) == 3                             # iterations 0, 20, 40
+    assert accs[-1] > accs[0] and accs[-1] > 0.2, accs
