@@ -510,8 +510,8 @@ class Net:
             st.layer.forward(st.bottoms, st.tops)
             return
         dev = _common.compute_device()
-        bottoms = [b.data_buffer.compute(dev) for b in st.bottoms]
-        params = [b.data_buffer.compute(dev) for b in st.params]
+        bottoms = [b._data.compute(dev) for b in st.bottoms]
+        params = [b._data.compute(dev) for b in st.params]
         if st.record:
             ins = []
             for k, t in enumerate(bottoms):
@@ -528,16 +528,17 @@ class Net:
             st.tape = (ins, prm, outs)
         else:
             st.tape = None
-            with torch.no_grad():
-                outs = _as_list(st.layer.run(bottoms, params))
+            outs = st.layer.run(bottoms, params)      # the caller runs us under no_grad
+            if isinstance(outs, torch.Tensor):
+                outs = [outs]
         if len(outs) != len(st.tops):
             raise NetError("%s: layer %r produced %d tops, expected %d"
                            % (self._source, self._layer_names[st.index], len(outs),
                               len(st.tops)))
         for blob, t in zip(st.tops, outs):
-            if t.shape != blob.data_buffer.shape:
+            if t.shape != blob._data._shape:
                 blob.reshape(*t.shape)        # data and diff together, as Caffe's Reshape
-            blob.data_buffer.write(t.detach())
+            blob._data.write(t.detach() if t.requires_grad else t)
         if st.mutates:
             for b in st.params:
                 b.data_buffer.mutable_compute(dev)
@@ -586,16 +587,21 @@ class Net:
         loss = 0.0
         steps = self._steps
         bf, af = self._before_forward, self._after_forward
-        for i in range(start, end + 1):
-            for cb in bf:
-                cb(i)
-            st = steps[i]
-            self._forward_step(st)
-            for blob, ti in st.loss_tops:
-                loss += float(torch.dot(blob.data_buffer.compute().reshape(-1),
-                                        blob.diff_buffer.compute().reshape(-1)))
-            for cb in af:
-                cb(i)
+        step = self._forward_step
+        with torch.no_grad():              # recording steps re-enable grad for themselves
+            for i in range(start, end + 1):
+                if bf:
+                    for cb in bf:
+                        cb(i)
+                st = steps[i]
+                step(st)
+                if st.loss_tops:
+                    for blob, ti in st.loss_tops:
+                        loss += float(torch.dot(blob._data.compute().reshape(-1),
+                                                blob._diff.compute().reshape(-1)))
+                if af:
+                    for cb in af:
+                        cb(i)
         return loss
 
     def _backward(self, start, end):
