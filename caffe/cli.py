@@ -1,0 +1,494 @@
+"""The ``caffe`` command-line tool (BVLC ``tools/caffe.cpp``) on torchcaffe.
+
+    caffe <command> <args>        (or: python -m caffe <command> <args>)
+
+commands:
+  train           train or finetune a model
+  test            score a model
+  device_query    show GPU diagnostic information
+  time            benchmark model execution time
+
+Flags are gflags style: ``-flag=value``, ``-flag value``, ``--flag=value`` or
+``--flag value``.  Output goes to stderr in glog's format, with the same
+messages as Caffe (``Batch 0, accuracy = 1``, ``conv1\tforward: 0.2 ms.``, ...),
+so log parsers written for Caffe keep working.
+"""
+import logging
+import os
+import signal
+import sys
+
+from . import _common
+
+logger = logging.getLogger("caffe")
+
+USAGE = """command line brew
+usage: caffe <command> <args>
+
+commands:
+  train           train or finetune a model
+  test            score a model
+  device_query    show GPU diagnostic information
+  time            benchmark model execution time"""
+
+# name -> (kind, default, help); kinds: str, int
+FLAGS = {
+    "gpu": ("str", "", "Optional; run in GPU mode on given device IDs separated by ','."
+                       "Use '-gpu all' to run on all available GPUs. The effective training "
+                       "batch size is multiplied by the number of devices."),
+    "solver": ("str", "", "The solver definition protocol buffer text file."),
+    "model": ("str", "", "The model definition protocol buffer text file."),
+    "phase": ("str", "", "Optional; network phase (TRAIN or TEST). Only used for 'time'."),
+    "level": ("int", 0, "Optional; network level."),
+    "stage": ("str", "", "Optional; network stages (not to be confused with phase), "
+                         "separated by ','."),
+    "snapshot": ("str", "", "Optional; the snapshot solver state to resume training."),
+    "weights": ("str", "", "Optional; the pretrained weights to initialize finetuning, "
+                           "separated by ','. Cannot be set simultaneously with snapshot."),
+    "iterations": ("int", 50, "The number of iterations to run."),
+    "sigint_effect": ("str", "stop", "Optional; action to take when a SIGINT signal is "
+                                     "received: snapshot, stop or none."),
+    "sighup_effect": ("str", "snapshot", "Optional; action to take when a SIGHUP signal is "
+                                         "received: snapshot, stop or none."),
+}
+
+
+class CommandError(Exception):
+    """A Caffe CHECK/LOG(FATAL) failure: message printed, exit status 1."""
+
+
+def _g(x):
+    """A float as C++ ``ostream << float`` writes it (6 significant digits)."""
+    return "%.6g" % x
+
+
+def _check(cond, message):
+    if not cond:
+        raise CommandError(message)
+
+
+# ---------------------------------------------------------------------------
+# gflags-style parsing
+# ---------------------------------------------------------------------------
+def parse_flags(argv):
+    """``(flags dict, positional args)``; raises CommandError on a bad flag."""
+    flags = {name: spec[1] for name, spec in FLAGS.items()}
+    positional = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            positional.extend(argv[i:])
+            break
+        if not arg.startswith("-") or arg == "-":
+            positional.append(arg)
+            continue
+        body = arg[2:] if arg.startswith("--") else arg[1:]
+        if "=" in body:
+            name, value = body.split("=", 1)
+        else:
+            name, value = body, None
+        if name in ("help", "helpfull", "helpshort"):
+            flags["help"] = True
+            continue
+        if name == "version":
+            flags["version"] = True
+            continue
+        if name not in FLAGS:
+            raise CommandError("ERROR: unknown command line flag '%s'" % name)
+        if value is None:
+            if i >= len(argv):
+                raise CommandError("ERROR: flag '%s' is missing its argument" % arg)
+            value = argv[i]
+            i += 1
+        kind = FLAGS[name][0]
+        if kind == "int":
+            try:
+                value = int(value)
+            except ValueError:
+                raise CommandError("ERROR: illegal value '%s' specified for int32 flag '%s'"
+                                   % (value, name)) from None
+        flags[name] = value
+    return flags, positional
+
+
+def usage_text():
+    lines = [USAGE, "", "  Flags from tools/caffe.cpp:"]
+    for name, (kind, default, help_) in sorted(FLAGS.items()):
+        shown = '"%s"' % default if kind == "str" else str(default)
+        lines.append("    -%s (%s) type: %s default: %s" % (name, help_,
+                                                           "string" if kind == "str" else "int32",
+                                                           shown))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# helpers shared by the commands
+# ---------------------------------------------------------------------------
+def get_gpus(flags):
+    value = flags["gpu"]
+    if value == "all":
+        import torch
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return list(range(n))
+    if value:
+        try:
+            return [int(s) for s in value.split(",")]
+        except ValueError:
+            raise CommandError("bad -gpu value %r: use device ids separated by ',' or 'all'"
+                               % value) from None
+    return []
+
+
+def get_phase(flags, default):
+    if flags["phase"] == "":
+        return default
+    if flags["phase"] == "TRAIN":
+        return _common.TRAIN
+    if flags["phase"] == "TEST":
+        return _common.TEST
+    raise CommandError('phase must be "TRAIN" or "TEST"')
+
+
+def get_stages(flags):
+    # boost::split of "" yields one empty stage; Caffe passes it on, so do we
+    return flags["stage"].split(",")
+
+
+def _use_device(gpus, what):
+    import torch
+    if gpus:
+        logger.info("Use GPU with device ID %d", gpus[0])
+        if torch.cuda.is_available():
+            logger.info("GPU device name: %s", torch.cuda.get_device_name(gpus[0]))
+        from . import set_device, set_mode_gpu
+        set_device(gpus[0])
+        set_mode_gpu()
+    else:
+        logger.info("Use CPU.")
+        _common.set_mode_cpu()
+
+
+def _weight_files(spec):
+    if os.path.exists(spec) or "," not in spec:
+        return [spec]
+    return [s.strip() for s in spec.split(",")]
+
+
+# ---------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------
+def device_query(flags):
+    logger.info("Querying GPUs %s", flags["gpu"])
+    gpus = get_gpus(flags)
+    if not gpus:
+        return 0
+    import torch
+    if not torch.cuda.is_available():
+        raise CommandError("Cannot query GPUs %s: no CUDA device is available to torch"
+                           % flags["gpu"])
+    for dev in gpus:
+        torch.cuda.set_device(dev)
+        p = torch.cuda.get_device_properties(dev)
+        rows = [("Device id", dev),
+                ("Major revision number", p.major),
+                ("Minor revision number", p.minor),
+                ("Name", p.name),
+                ("Total global memory", p.total_memory)]
+        for label, attr in (("Total shared memory per block", "shared_memory_per_block"),
+                            ("Total registers per block", "regs_per_multiprocessor"),
+                            ("Warp size", "warp_size"),
+                            ("Maximum threads per block", "max_threads_per_block"),
+                            ("Clock rate", "clock_rate"),
+                            ("Number of multiprocessors", "multi_processor_count")):
+            if hasattr(p, attr):
+                rows.append((label, getattr(p, attr)))
+        for label, value in rows:
+            logger.info("%-31s%s", label + ":", value)
+    return 0
+
+
+def test(flags):
+    from .net import Net
+    _check(len(flags["model"]) > 0, "Check failed: FLAGS_model.size() > 0 (0 vs. 0) "
+                                     "Need a model definition to score.")
+    _check(len(flags["weights"]) > 0, "Check failed: FLAGS_weights.size() > 0 (0 vs. 0) "
+                                       "Need model weights to score.")
+    stages = get_stages(flags)
+    _use_device(get_gpus(flags), "test")
+    net = Net(flags["model"], _common.TEST, level=flags["level"], stages=stages)
+    for w in _weight_files(flags["weights"]):
+        net.copy_from(w)
+    iterations = flags["iterations"]
+    logger.info("Running for %d iterations.", iterations)
+    outputs = list(net._outputs)
+    names = net._blob_names
+    scores = []
+    score_output = []
+    loss = 0.0
+    for i in range(iterations):
+        loss += net.forward_prefilled()
+        idx = 0
+        for j, bid in enumerate(outputs):
+            values = net._blobs[bid].data.reshape(-1)
+            for v in values.tolist():
+                if i == 0:
+                    scores.append(v)
+                    score_output.append(j)
+                else:
+                    scores[idx] += v
+                logger.info("Batch %d, %s = %s", i, names[bid], _g(v))
+                idx += 1
+    if iterations:
+        loss /= iterations
+    logger.info("Loss: %s", _g(loss))
+    for k, total in enumerate(scores):
+        bid = outputs[score_output[k]]
+        weight = net._blob_loss_weights[bid]
+        mean = total / iterations
+        extra = ""
+        if weight:
+            extra = " (* %s = %s loss)" % (_g(weight), _g(weight * mean))
+        logger.info("%s = %s%s", names[bid], _g(mean), extra)
+    return 0
+
+
+def time_(flags):
+    from .net import Net
+    from ._extras import Timer
+    _check(len(flags["model"]) > 0, "Check failed: FLAGS_model.size() > 0 (0 vs. 0) "
+                                     "Need a model definition to time.")
+    phase = get_phase(flags, _common.TRAIN)
+    stages = get_stages(flags)
+    _use_device(get_gpus(flags), "time")
+    net = Net(flags["model"], phase, level=flags["level"], stages=stages)
+    iterations = flags["iterations"]
+    logger.info("Performing Forward")
+    initial_loss = net.forward_prefilled()
+    logger.info("Initial loss: %s", _g(initial_loss))
+    logger.info("Performing Backward")
+    n = len(net.layers)
+    net._backward(n - 1, 0)
+    logger.info("*** Benchmark begins ***")
+    logger.info("Testing for %d iterations.", iterations)
+    gpu = _common.mode() == "gpu"
+
+    # Caffe's CPU Timer reports whole microseconds / milliseconds
+    def us(t):
+        v = t.microseconds
+        return v if gpu else float(int(v))
+
+    def ms(t):
+        v = t.milliseconds
+        return v if gpu else float(int(v))
+
+    total_timer = Timer()
+    total_timer.start()
+    forward_timer = Timer()
+    backward_timer = Timer()
+    timer = Timer()
+    fwd_layer = [0.0] * n
+    bwd_layer = [0.0] * n
+    forward_time = 0.0
+    backward_time = 0.0
+    for j in range(iterations):
+        iter_timer = Timer()
+        iter_timer.start()
+        forward_timer.start()
+        for i in range(n):
+            timer.start()
+            net._forward(i, i)
+            fwd_layer[i] += us(timer)
+        forward_time += us(forward_timer)
+        backward_timer.start()
+        for i in range(n - 1, -1, -1):
+            timer.start()
+            net._backward(i, i)
+            bwd_layer[i] += us(timer)
+        backward_time += us(backward_timer)
+        logger.info("Iteration: %d forward-backward time: %s ms.", j + 1, _g(ms(iter_timer)))
+    iters = max(iterations, 1)
+    logger.info("Average time per layer: ")
+    for i, name in enumerate(net._layer_names):
+        logger.info("%10s\tforward: %s ms.", name, _g(fwd_layer[i] / 1000 / iters))
+        logger.info("%10s\tbackward: %s ms.", name, _g(bwd_layer[i] / 1000 / iters))
+    total_timer.stop()
+    logger.info("Average Forward pass: %s ms.", _g(forward_time / 1000 / iters))
+    logger.info("Average Backward pass: %s ms.", _g(backward_time / 1000 / iters))
+    logger.info("Average Forward-Backward: %s ms.", _g(ms(total_timer) / iters))
+    logger.info("Total Time: %s ms.", _g(ms(total_timer)))
+    logger.info("*** Benchmark ends ***")
+    return 0
+
+
+_EFFECTS = ("stop", "snapshot", "none")
+
+
+def _requested_action(value):
+    if value not in _EFFECTS:
+        raise CommandError('Invalid signal effect "%s" was specified' % value)
+    return value
+
+
+class SignalHandler:
+    """Caffe's SignalHandler: SIGINT/SIGHUP become solver actions (stop, snapshot,
+    none), acted on between iterations as Caffe's solver polls them."""
+
+    def __init__(self, sigint_effect, sighup_effect):
+        self.effects = {signal.SIGINT: sigint_effect}
+        if hasattr(signal, "SIGHUP"):
+            self.effects[signal.SIGHUP] = sighup_effect
+        self.pending = []
+        self.old = {}
+
+    def __enter__(self):
+        for sig in self.effects:
+            try:
+                self.old[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:          # not the main thread: leave signals alone
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self.old.items():
+            signal.signal(sig, old)
+        return False
+
+    def _on_signal(self, signum, frame):
+        self.pending.append(self.effects[signum])
+
+    def attach(self, solver):
+        """Poll pending actions from the solver's callbacks: a snapshot is taken
+        after the update of the iteration the signal arrived in; stop ends the
+        run after that update (and its regular snapshot), as in Caffe."""
+        def on_start():
+            while "snapshot" in self.pending:
+                self.pending.remove("snapshot")
+                solver.snapshot()
+
+        def on_gradients_ready():
+            if "stop" in self.pending:
+                self.pending = [p for p in self.pending if p != "stop"]
+                if hasattr(solver, "_requested_early_exit"):
+                    solver._requested_early_exit = True
+                else:           # pragma: no cover - every solver has the flag
+                    raise KeyboardInterrupt
+            self.pending = [p for p in self.pending if p != "none"]
+        solver.add_callback(on_start, on_gradients_ready)
+
+
+def _read_solver_param(path):
+    try:
+        from .upgrade import read_solver_param
+    except ImportError:  # pragma: no cover
+        read_solver_param = None
+    from . import protoio
+    protoio.check_file(path, "solver")
+    if read_solver_param is not None:
+        try:
+            return read_solver_param(path)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+    param = protoio.read_text(path, protoio.pb2().SolverParameter())
+    if not param.HasField("snapshot_prefix"):
+        param.snapshot_prefix = os.path.splitext(path)[0]
+    return param
+
+
+def train(flags):
+    _check(len(flags["solver"]) > 0, "Check failed: FLAGS_solver.size() > 0 (0 vs. 0) "
+                                      "Need a solver definition to train.")
+    _check(not flags["snapshot"] or not flags["weights"],
+           "Check failed: !FLAGS_snapshot.size() || !FLAGS_weights.size() Give a snapshot to "
+           "resume training or weights to finetune but not both.")
+    try:
+        import caffe
+        get_solver = caffe.get_solver
+    except (ImportError, AttributeError) as exc:
+        raise CommandError("caffe train needs caffe.get_solver, which is not available: %s"
+                           % exc) from None
+    stages = get_stages(flags)
+    param = _read_solver_param(flags["solver"])
+    param.train_state.level = flags["level"]
+    param.train_state.stage.extend(stages)
+    pb2 = type(param)
+    if not flags["gpu"] and param.HasField("solver_mode") and \
+            param.solver_mode == pb2.GPU:
+        flags["gpu"] = str(param.device_id) if param.HasField("device_id") else "0"
+    gpus = get_gpus(flags)
+    if not gpus:
+        logger.info("Use CPU.")
+        _common.set_mode_cpu()
+    else:
+        import torch
+        logger.info("Using GPUs %s", ", ".join(str(g) for g in gpus))
+        for g in gpus:
+            if torch.cuda.is_available() and g < torch.cuda.device_count():
+                logger.info("GPU %d: %s", g, torch.cuda.get_device_name(g))
+        param.device_id = gpus[0]
+        caffe.set_device(gpus[0])
+        caffe.set_mode_gpu()
+        caffe.set_solver_count(len(gpus))
+    handler = SignalHandler(_requested_action(flags["sigint_effect"]),
+                            _requested_action(flags["sighup_effect"]))
+    if flags["snapshot"]:
+        param.ClearField("weights")
+    elif flags["weights"]:
+        param.ClearField("weights")
+        param.weights.append(flags["weights"])
+    solver = get_solver(param)
+    handler.attach(solver)
+    if flags["snapshot"]:
+        logger.info("Resuming from %s", flags["snapshot"])
+        solver.restore(flags["snapshot"])
+    logger.info("Starting Optimization")
+    if len(gpus) > 1:
+        raise CommandError("Multi-GPU execution not available - rebuild with USE_NCCL")
+    with handler:
+        solver.solve()
+    logger.info("Optimization Done.")
+    return 0
+
+
+COMMANDS = {"train": train, "test": test, "device_query": device_query, "time": time_}
+
+
+def main(argv=None):
+    """Entry point of the ``caffe`` console script and ``python -m caffe``."""
+    if argv is None:
+        argv = sys.argv[1:]
+    _common.init_log(0)
+    try:
+        flags, positional = parse_flags(list(argv))
+    except CommandError as exc:
+        sys.stderr.write("%s\n" % exc)
+        return 1
+    if flags.get("version"):
+        from . import __version__
+        print("caffe version %s" % __version__)
+        return 0
+    if flags.get("help") or len(positional) != 1:
+        sys.stderr.write("caffe: %s\n" % usage_text())
+        return 0 if flags.get("help") else 1
+    command = positional[0]
+    fn = COMMANDS.get(command)
+    if fn is None:
+        sys.stderr.write("Unknown action: %s\nAvailable caffe actions:\t%s\n"
+                         % (command, "\t".join(sorted(COMMANDS))))
+        return 1
+    try:
+        return fn(flags)
+    except CommandError as exc:
+        logger.error("%s", exc)
+        return 1
+    except Exception as exc:
+        from .protoio import CaffeFileError
+        if isinstance(exc, (CaffeFileError, OSError, ValueError)):
+            logger.error("%s", exc)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
