@@ -426,3 +426,99 @@ def test_rich_form_callable_with_bottom_shapes(tmp_path):
     caffe.modules["f"] = factory
     _net(tmp_path, ONE_LAYER, caffe.TEST)
     assert calls == [("f", [(2, 3)], caffe.TEST)]
+
+
+# ---------------------------------------------------------------------------
+# examples/oicr: caffemodel2pytorch's flagship use of the registry
+# ---------------------------------------------------------------------------
+OICR_DIR = __import__("os").path.join(__import__("os").path.dirname(__file__), "..",
+                                      "examples", "oicr")
+
+
+@pytest.fixture
+def oicr():
+    import importlib
+    import sys
+    sys.path.insert(0, OICR_DIR)
+    try:
+        mod = importlib.import_module("oicr_layers")
+        mod.register()
+        yield mod
+    finally:
+        sys.path.remove(OICR_DIR)
+
+
+def test_oicr_multiclass_cross_entropy_has_the_1_over_c_gradient(oicr):
+    p = torch.tensor([[0.2, 0.9, 0.5, 1.0]], requires_grad=True)
+    y = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
+    loss = oicr.MulticlassCrossEntropy.apply(p, y)
+    pc = p.detach().clamp(1e-10, 1 - 1e-10)          # the last one stays 1 in float32
+    ref = -(torch.where(y > 0, pc.log(), (1 - pc).log())).sum()
+    assert torch.isinf(ref) and torch.isinf(loss)
+    p2 = torch.tensor([[0.2, 0.9, 0.5, 0.3]], requires_grad=True)
+    loss = oicr.MulticlassCrossEntropy.apply(p2, y)
+    q = p2.detach()
+    np.testing.assert_allclose(
+        loss.item(), -(y * q.log() + (1 - y) * (1 - q).log()).sum().item(), rtol=1e-6)
+    loss.backward(torch.tensor(2.0))
+    np.testing.assert_allclose(p2.grad, 2 * (q - y) / (4 * q * (1 - q)), rtol=1e-5)
+
+
+def test_oicr_weighted_softmax_loss_numerics(oicr, tmp_path):
+    text = """
+    name: 'w' force_backward: true
+    layer { name: 'in' type: 'Input' top: 's' top: 'l' top: 'w'
+      input_param { shape { dim: 4 dim: 3 } shape { dim: 4 } shape { dim: 4 } } }
+    layer { name: 'loss' type: 'WeightedSoftmaxWithLoss' bottom: 's' bottom: 'l' bottom: 'w'
+      propagate_down: 1 propagate_down: 0 propagate_down: 0 top: 'loss' }
+    """
+    net = _net(tmp_path, text)
+    assert net.blob_loss_weights["loss"] == 1.0
+    rs = np.random.RandomState(0)
+    s = rs.randn(4, 3).astype(np.float32)
+    lab = np.array([0, 2, 1, 2], np.float32)
+    w = np.array([0.5, 0.0, 1.0, 0.25], np.float32)
+    net.blobs["s"].data[...] = s
+    net.blobs["l"].data[...] = lab
+    net.blobs["w"].data[...] = w
+    loss = net.forward()["loss"]
+    prob = np.exp(s) / np.exp(s).sum(1, keepdims=True)
+    idx = lab.astype(int)
+    ref = -(w * np.log(prob[np.arange(4), idx])).sum() / 4      # GPU normaliser: R
+    np.testing.assert_allclose(loss, ref, rtol=1e-5)
+    net.backward()
+    onehot = np.eye(3)[idx]
+    np.testing.assert_allclose(net.blobs["s"].diff, (prob - onehot) * w[:, None] / 4,
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_oicr_global_sum_pooling_and_targets(oicr):
+    boxes = np.array([[0, 0, 9, 9], [1, 1, 10, 10], [20, 20, 29, 29], [21, 20, 30, 29]],
+                     np.float32)
+    prob = np.array([[0.1, 0.7], [0.6, 0.1], [0.2, 0.1], [0.1, 0.1]], np.float32)
+    labels, weights = oicr.oicr_targets(boxes, prob, np.array([[1, 0]], np.float32))
+    # class 0's best RoI is box 1; boxes 0 and 1 overlap it (IoU 0.68 with +1 sizes)
+    np.testing.assert_array_equal(labels, [1, 1, 0, 0])
+    np.testing.assert_allclose(weights, [0.6] * 4)
+    labels, weights = oicr.oicr_targets(boxes, prob, np.array([[1, 1]], np.float32))
+    # class 0 takes box 1 (its row is then zeroed), class 1 takes box 0; background
+    # RoIs overlap neither and take the first pseudo box's score as weight
+    np.testing.assert_array_equal(labels, [2, 1, 0, 0])
+    np.testing.assert_allclose(weights, [0.7, 0.6, 0.6, 0.6])
+    np.testing.assert_allclose(oicr.bbox_overlaps(boxes[:1], boxes[1:2]), [[81 / 119]])
+
+
+def test_oicr_synthetic_scenario_runs_and_learns(oicr):
+    import importlib
+    run = importlib.import_module("run_synthetic")
+    oicr.register()
+    history = run.main(["--iters", "24", "--quiet"])
+    assert len(history) == 24
+    for h in history:
+        assert all(np.isfinite(v) for v in h.values()), h
+    first = np.mean([h["loss_oicr1"] for h in history[:4]])
+    last = np.mean([h["loss_oicr1"] for h in history[-4:]])
+    assert last < first
+    first = np.mean([h["loss_midn"] for h in history[:4]])
+    last = np.mean([h["loss_midn"] for h in history[-4:]])
+    assert last < first

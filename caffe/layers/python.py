@@ -9,7 +9,7 @@ import importlib
 import os
 import sys
 
-from .._common import TRAIN, TEST
+from .._common import TRAIN
 from ..blob import BlobVec
 from .registry import modules
 
