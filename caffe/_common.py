@@ -100,7 +100,6 @@ def init_log(level=0, stderr=True):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(_GlogFormatter())
         logger.addHandler(handler)
-        logger.propagate = False
         _log_initialized = True
 
 
