@@ -20,7 +20,6 @@ from .blob import Blob, BlobVec
 from .layers.adapters import CallableLayer, LayerParamDict, build_layer  # noqa: F401
 from .layers.base import LayerError
 from . import protoio
-from .proto.pytext import is_repeated
 from .protoio import CaffeFileError
 from .weights import blob_from_proto, blob_to_proto, is_hdf5, source_layers
 

@@ -25,6 +25,7 @@ import torch
 from .. import _common
 from ..blob import Blob, BlobVec
 from .registry import modules, is_rich_factory
+from ..proto.pytext import is_repeated
 
 
 def _as_list(outs):
@@ -214,13 +215,6 @@ class CallableLayer(torch.nn.Module):
         return "name=%r" % (self.name,)
 
 
-def _is_repeated(field):
-    rep = getattr(field, "is_repeated", None)
-    if rep is not None:
-        return bool(rep)
-    return field.label == field.LABEL_REPEATED
-
-
 class LayerParamDict(dict):
     """The ``*_param`` of a layer as caffemodel2pytorch passes it: a dict of the
     fields that are set (so ``param.get(key, default)`` and ``key in param``
@@ -238,7 +232,7 @@ class LayerParamDict(dict):
 
     @staticmethod
     def _convert(field, value):
-        if _is_repeated(field):
+        if is_repeated(field):
             if field.message_type is not None:
                 return [LayerParamDict(v) for v in value]
             return list(value)
