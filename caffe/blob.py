@@ -15,7 +15,7 @@ import torch
 from . import _common
 
 _UNINIT, _HOST, _DEVICE, _SYNCED = 0, 1, 2, 3
-_CPU = torch.device("cpu")
+_CPU = _common._CPU   # the device object compute_device() hands out in CPU mode
 
 
 def _count(shape):
@@ -23,20 +23,29 @@ def _count(shape):
 
 
 class SyncedBuffer:
-    """One buffer (data or diff) with a lazily allocated host copy and, in GPU
-    mode, a device copy; ``_head`` says which side holds the current values."""
+    """One buffer (data or diff): a host copy, allocated zero-filled on first
+    use, and in GPU mode a device copy; ``_head`` says which side is current.
 
-    __slots__ = ("_host", "_dev", "_head", "_shape", "_count", "_capacity", "_hv", "_dv")
+    Once the host memory has been handed out (``host()``, i.e. ``blob.data``
+    or ``blob.diff``), it is kept for as long as the count does not grow, so
+    numpy views stay live (Caffe's rule) and writes copy into it.  Until then a
+    write may simply adopt the written tensor as the storage: nobody can see the
+    difference, and the forward pass saves a copy per top.
+    """
+
+    __slots__ = ("_host", "_dev", "_head", "_shape", "_count", "_capacity", "_hv", "_dv",
+                 "_exported")
 
     def __init__(self, shape):
         self._shape = tuple(shape)
         self._count = _count(self._shape)
         self._capacity = self._count
-        self._host = None           # allocated (zero-filled) on first use, as Caffe does
+        self._host = None           # flat tensors, allocated on first use
         self._dev = None
         self._head = _UNINIT
         self._hv = None             # cached shaped views of _host / _dev
         self._dv = None
+        self._exported = False      # host memory handed out to user code
 
     # -- shape -------------------------------------------------------------
     def reshape(self, shape):
@@ -50,6 +59,7 @@ class SyncedBuffer:
             self._dev = None
             self._head = _UNINIT
             self._capacity = count
+            self._exported = False
         self._shape = shape
         self._count = count
         self._hv = None
@@ -63,8 +73,9 @@ class SyncedBuffer:
     def _host_view(self):
         v = self._hv
         if v is None:
-            if self._host is None:
-                self._host = torch.zeros(max(self._capacity, 1), dtype=torch.float32)
+            if self._host is None or self._host.numel() < self._count:
+                self._host = torch.zeros(max(self._capacity, self._count, 1),
+                                         dtype=torch.float32)
             v = self._hv = self._host[: self._count].view(self._shape)
         return v
 
@@ -76,27 +87,29 @@ class SyncedBuffer:
 
     def _to_host(self):
         if self._head == _DEVICE:
-            self._host_view()
-            self._host.copy_(self._dev)
+            self._host_view().copy_(self._dev_view())
             self._head = _SYNCED
         elif self._head == _UNINIT:
             self._head = _HOST
 
     def _to_device(self, device):
-        if self._dev is None or self._dev.device != device:
+        dev = self._dev
+        if dev is None or dev.device != device or dev.numel() < self._count:
+            size = max(self._capacity, self._count, 1)
             if self._head == _DEVICE:
-                self._dev = self._dev.to(device)
+                new = torch.empty(size, dtype=torch.float32, device=device)
+                new[: self._count].copy_(self._dev_view().reshape(-1))
             elif self._head == _UNINIT:
-                self._dev = torch.zeros(max(self._capacity, 1), dtype=torch.float32,
-                                        device=device)
+                new = torch.zeros(size, dtype=torch.float32, device=device)
                 self._head = _DEVICE
             else:
-                self._host_view()
-                self._dev = self._host.to(device)
+                new = torch.empty(size, dtype=torch.float32, device=device)
+                new[: self._count].copy_(self._host_view().reshape(-1))
                 self._head = _SYNCED
+            self._dev = new
             self._dv = None
         elif self._head == _HOST:
-            self._dev.copy_(self._host)
+            self._dev_view().copy_(self._host_view())
             self._head = _SYNCED
         elif self._head == _UNINIT:
             self._dev.zero_()
@@ -104,13 +117,15 @@ class SyncedBuffer:
 
     # -- host side -------------------------------------------------------------
     def host(self):
-        """Host tensor of the blob's shape, for writing (marks the host as head)."""
+        """Host tensor of the blob's shape, for writing (marks the host as head).
+        What it returns stays the storage: views of it remain live."""
         self._to_host()
         self._head = _HOST
+        self._exported = True
         return self._host_view()
 
     def host_readonly(self):
-        """Host tensor for reading only (the head stays where it is)."""
+        """Host tensor for reading only, not to be kept (the head stays where it is)."""
         self._to_host()
         return self._host_view()
 
@@ -119,29 +134,48 @@ class SyncedBuffer:
         """Tensor on the compute device holding the current values (read access)."""
         if device is None:
             device = _common.compute_device()
-        if device.type == "cpu":
-            if self._head != _HOST and self._head != _SYNCED:
+        if device is _CPU or device.type == "cpu":
+            if self._head == _DEVICE or self._head == _UNINIT:
                 self._to_host()
-            return self._host_view()
+            v = self._hv
+            return v if v is not None else self._host_view()
         self._to_device(device)
         return self._dev_view()
 
     def mutable_compute(self, device=None):
-        """Tensor on the compute device for writing (marks that side as head)."""
+        """Tensor on the compute device for writing in place (marks that side as head)."""
         t = self.compute(device)
-        self._head = _HOST if t.device.type == "cpu" else _DEVICE
+        if t.is_cpu:
+            self._head = _HOST
+            self._exported = True       # written in place by its holder: keep it
+        else:
+            self._head = _DEVICE
         return t
 
     def write(self, value):
-        """Reshape to ``value``'s shape and copy it in, on ``value``'s side."""
+        """Set the values to ``value`` (a tensor of any shape), on its side."""
         if value.shape != self._shape:
             self.reshape(value.shape)
-        if value.device.type == "cpu":
-            dst = self._host_view()          # fully overwritten: no sync needed
+        if value.is_cpu:
+            if not self._exported and value.dtype == torch.float32 and value.is_contiguous():
+                self._host = value.reshape(-1)      # adopt it: no copy
+                self._hv = value
+                self._capacity = max(self._capacity, self._count)
+                self._head = _HOST
+                return value
+            dst = self._host_view()                 # fully overwritten: no sync needed
             self._head = _HOST
         else:
-            if self._dev is None or self._dev.device != value.device:
-                self._to_device(value.device)
+            if value.dtype == torch.float32 and value.is_contiguous():
+                self._dev = value.reshape(-1)       # device memory is never handed out
+                self._dv = value
+                self._head = _DEVICE
+                return value
+            dev = self._dev
+            if dev is None or dev.device != value.device or dev.numel() < self._count:
+                self._dev = torch.empty(max(self._capacity, self._count, 1),
+                                        dtype=torch.float32, device=value.device)
+                self._dv = None
             dst = self._dev_view()
             self._head = _DEVICE
         dst.copy_(value)

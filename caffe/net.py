@@ -535,9 +535,10 @@ class Net:
                            % (self._source, self._layer_names[st.index], len(outs),
                               len(st.tops)))
         for blob, t in zip(st.tops, outs):
-            if t.shape != blob._data._shape:
+            buf = blob._data
+            if t.shape != buf._shape:
                 blob.reshape(*t.shape)        # data and diff together, as Caffe's Reshape
-            blob._data.write(t.detach() if t.requires_grad else t)
+            buf.write(t.detach() if t.requires_grad else t)
         if st.mutates:
             for b in st.params:
                 b.data_buffer.mutable_compute(dev)
@@ -574,10 +575,9 @@ class Net:
         for (kind, k), g in zip(where, grads):
             if kind == "b":
                 buf = st.bottoms[k].diff_buffer
-                if g is None:
-                    buf.mutable_compute(dev).zero_()
-                else:
-                    buf.write(g)
+                if g is None:          # no path to this bottom: its diff is zero
+                    g = torch.zeros(buf.shape, dtype=torch.float32, device=dev)
+                buf.write(g)
             elif g is not None:
                 buf = st.params[k].diff_buffer
                 buf.mutable_compute(dev).add_(g.view(buf.shape))

@@ -270,3 +270,36 @@ def test_share_with_shares_data(train_net, tmp_path):
     other.share_with(train_net)
     train_net.params["ip"][0].data[...] = 3
     assert (other.params["ip"][0].data == 3).all()
+
+
+def test_views_taken_before_forward_stay_live_and_internal_blobs_are_not_aliased(train_net):
+    """Writes adopt fresh tensors only for buffers nobody holds a view of."""
+    net = train_net
+    ip_view = net.blobs["ip"].data            # handed out before any forward
+    net.forward()
+    np.testing.assert_array_equal(ip_view, net.blobs["ip"].data)
+    before = ip_view.copy()
+    net.blobs["data"].data[...] *= -1
+    net.forward()
+    assert not np.array_equal(before, ip_view)   # same memory, new values
+    np.testing.assert_array_equal(ip_view, net.blobs["ip"].data)
+    # a blob first read after the forward is its own memory, not another blob's
+    a = net.blobs["ip2"].data
+    a[...] = 123
+    assert not (net.blobs["ip"].data == 123).any()
+
+
+def test_gpu_style_sync_logic_on_cpu_buffers():
+    """SyncedBuffer head rules: the side written last is the truth."""
+    from caffe.blob import SyncedBuffer
+    buf = SyncedBuffer((2, 3))
+    host = buf.host()
+    assert (host == 0).all()                   # zero-filled on first use
+    host.fill_(2)
+    assert (buf.compute(torch.device("cpu")) == 2).all()
+    buf.write(torch.full((2, 3), 5.0))
+    assert (buf.host() == 5).all() and buf.host().data_ptr() == host.data_ptr()
+    buf.reshape((1, 3))                        # shrinking keeps the memory
+    assert buf.host().data_ptr() == host.data_ptr()
+    buf.reshape((4, 4))                        # growing reallocates, zero-filled
+    assert (buf.host() == 0).all()
