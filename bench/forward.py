@@ -5,9 +5,9 @@
 For LeNet, CIFAR-10 quick and a CaffeNet-shaped deploy net at batch 1 and 16,
 prints the time ratio caffe.Net.forward / torch module (same weights, same
 inputs, measured in the same run; target <= 1.10) and the peak memory of each,
-measured in a fresh subprocess per variant (ru_maxrss growth, over the process
-after its imports, of building the model with its weights and running two
-forwards; target <= 1.2x).
+measured in a fresh subprocess per variant (peak resident memory, sampled, of
+building the model with its weights and running two forwards, over the
+process's memory after its imports; target <= 1.2x).
 """
 import argparse
 import json
@@ -126,14 +126,24 @@ class _Blob:
 
 
 _CHILD = """
-import json, resource, sys, torch
+import json, os, sys, threading, time, torch
 sys.path.insert(0, %(here)r)
 import caffe, forward as b
-def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-base = peak()
+PAGE = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+peak = [0]
+stop = threading.Event()
+def sample():
+    while not stop.is_set():
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.0005)
 model, batch, which = %(model)r, %(batch)d, %(which)r
 proto, shape = b.MODELS[model]
+base = rss()
+thread = threading.Thread(target=sample, daemon=True)
+thread.start()
 if which == "caffe":
     net, _, _ = b.build(model, batch, torch_module=False)
     net.forward(); net.forward()
@@ -142,13 +152,15 @@ else:
     x = torch.randn(batch, *shape)
     with torch.no_grad():
         mod(x); mod(x)
-print((peak() - base) / 1024.0)
+peak[0] = max(peak[0], rss())
+stop.set(); thread.join()
+print((peak[0] - base) / 2.0 ** 20)
 """
 
 
 def measure_memory(model, batch, which, shapes):
-    """Peak RSS growth (MB) of building the model and running two forwards,
-    in a fresh subprocess, over the same process after its imports."""
+    """Peak resident memory (MB, sampled every 0.5 ms) of building the model
+    and running two forwards, in a fresh subprocess, over its RSS after imports."""
     code = _CHILD % dict(here=HERE, model=model, batch=batch, which=which,
                          shapes=json.dumps(shapes))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

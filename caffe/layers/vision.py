@@ -196,6 +196,22 @@ class _ConvBase(CaffeLayer):
             y = y + b.view(1, -1, *([1] * len(out_sp)))
         return y
 
+    def output_shapes(self, bottom_shapes):
+        """Caffe's conv / deconv output sizes, without running anything."""
+        out = []
+        a = self.axis
+        for shape in bottom_shapes:
+            spatial = []
+            for i in range(self.nsp):
+                size = shape[a + 1 + i]
+                extent = self.dilation[i] * (self.kernel[i] - 1) + 1
+                if self.deconv:
+                    spatial.append(self.stride[i] * (size - 1) + extent - 2 * self.pad[i])
+                else:
+                    spatial.append((size + 2 * self.pad[i] - extent) // self.stride[i] + 1)
+            out.append(tuple(shape[:a]) + (self.num_output,) + tuple(spatial))
+        return out
+
     def run(self, bottoms, params):
         w = params[0]
         b = params[1] if self.bias_term else None
@@ -471,6 +487,11 @@ class PoolingLayer(CaffeLayer):
         self._last = (key, p)
         return p
 
+    def output_shapes(self, bottom_shapes):
+        n, c, h, w = bottom_shapes[0]
+        oh, ow = self.plan(h, w).out
+        return [(n, c, oh, ow)] * (2 if self.mask else 1)
+
     def run(self, bottoms, params):
         x = bottoms[0]
         if x.dim() != 4:
@@ -553,6 +574,9 @@ class LRNLayer(CaffeLayer):
             raise self.error("input must have 4 axes (num, channels, height, width), got shape %s"
                              % (list(shape),))
         self.pre_pad = (self.size - 1) // 2
+
+    def output_shapes(self, bottom_shapes):
+        return [tuple(bottom_shapes[0])]
 
     def run(self, bottoms, params):
         x = bottoms[0]
