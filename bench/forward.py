@@ -30,7 +30,7 @@ MODELS = {
 
 
 def W(net, name, i=0):
-    return torch.from_numpy(net.params[name][i].data.copy())
+    return torch.from_numpy(net.params[name][i].data)   # no copy: fair memory baseline
 
 
 class LeNet(nn.Module):
