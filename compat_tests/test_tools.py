@@ -331,7 +331,8 @@ def test_db_bad_backend_and_leveldb(tmp_path):
                          str(tmp_path / 'l')]) == 1
         return
     out = str(tmp_path / 'lv')
-    assert cis.main(['-backend=leveldb', IMAGES, LIST, out]) == 0
+    assert cis.main(['-backend=leveldb', '-resize_height=12', '-resize_width=10',
+                     IMAGES, LIST, out]) == 0
     assert len(records(out, 'leveldb')) == 5
     blob = cim.compute_image_mean(out, backend='leveldb')
     assert blob.channels == 3
