@@ -220,8 +220,8 @@ class Net:
         self._blob_names = []
         self._blob_index = {}
         self._blob_need_backward = []
-        self._bottom_ids = []
-        self._top_ids = []
+        self._bottom_id_lists = []
+        self._top_id_lists = []
         self._inputs = []
         self._blob_loss_weights = []
         self._param_specs = []           # per layer: list of ParamSpec-like tuples
@@ -336,8 +336,8 @@ class Net:
             self._layers.append(layer)
             self._layer_names.append(lp.name)
             self._layer_params.append(lp)
-            self._bottom_ids.append(bottom_ids)
-            self._top_ids.append(top_ids)
+            self._bottom_id_lists.append(bottom_ids)
+            self._top_id_lists.append(top_ids)
             layer_need_backward.append(need_backward)
             bottom_need_backward.append(b_need)
             param_need_backward.append(p_need)
@@ -350,7 +350,7 @@ class Net:
         for li in range(len(self._layers) - 1, -1, -1):
             contributes = False
             skip_prop = True
-            for ti, tid in enumerate(self._top_ids[li]):
+            for ti, tid in enumerate(self._top_id_lists[li]):
                 name = self._blob_names[tid]
                 if self._blob_loss_weights[tid] and ti in self._loss_tops_of[li]:
                     contributes = True
@@ -365,7 +365,7 @@ class Net:
                 bottom_need_backward[li] = [False] * len(bottom_need_backward[li])
             if not contributes:
                 layer_need_backward[li] = False
-            for bi, bid in enumerate(self._bottom_ids[li]):
+            for bi, bid in enumerate(self._bottom_id_lists[li]):
                 name = self._blob_names[bid]
                 if contributes:
                     under_loss.add(name)
@@ -376,7 +376,7 @@ class Net:
         if self._force_backward:
             for li, layer in enumerate(self._layers):
                 layer_need_backward[li] = True
-                for bi, bid in enumerate(self._bottom_ids[li]):
+                for bi, bid in enumerate(self._bottom_id_lists[li]):
                     allow = layer.allow_force_backward(bi) if hasattr(
                         layer, "allow_force_backward") else True
                     bottom_need_backward[li][bi] = bottom_need_backward[li][bi] or bool(allow)
@@ -480,17 +480,16 @@ class Net:
             st = _Step()
             st.index = li
             st.layer = layer
-            st.bottoms = [self._blobs[b] for b in self._bottom_ids[li]]
-            st.tops = [self._blobs[t] for t in self._top_ids[li]]
+            st.bottoms = [self._blobs[b] for b in self._bottom_id_lists[li]]
+            st.tops = [self._blobs[t] for t in self._top_id_lists[li]]
             st.params = list(getattr(layer, "blobs", []))
             st.is_blob_layer = bool(getattr(layer, "_caffe_blob_layer", False))
             st.need_backward = self._layer_need_backward[li]
             st.bottom_need = list(self._bottom_need_backward[li])
             st.param_need = list(self._param_need_backward[li])
             st.record = st.need_backward and not st.is_blob_layer
-            bset = set(self._bottom_ids[li])
-            st.inplace = [b in set(self._top_ids[li]) for b in self._bottom_ids[li]]
-            del bset
+            tops = set(self._top_id_lists[li])
+            st.inplace = [b in tops for b in self._bottom_id_lists[li]]
             st.tape = None
             st.loss_tops = [(st.tops[ti], ti) for ti in self._loss_tops_of[li]]
             st.mutates = bool(getattr(layer, "mutates_params", False))
@@ -770,27 +769,13 @@ class Net:
     def layers(self):
         return self._layers
 
-    @property
-    def _blobs_list(self):
-        return self._blobs
+    def _bottom_ids(self, i):
+        """Blob ids of layer ``i``'s bottoms (pycaffe's ``Net._bottom_ids``)."""
+        return list(self._bottom_id_lists[i])
 
-    @property
-    def _layer_names_list(self):
-        return self._layer_names
-
-    def _bottom_ids_of(self, i):
-        return list(self._bottom_ids[i])
-
-    def _top_ids_of(self, i):
-        return list(self._top_ids[i])
-
-    @property
-    def _inputs_ids(self):
-        return list(self._inputs)
-
-    @property
-    def _outputs_ids(self):
-        return list(self._outputs)
+    def _top_ids(self, i):
+        """Blob ids of layer ``i``'s tops (pycaffe's ``Net._top_ids``)."""
+        return list(self._top_id_lists[i])
 
     @property
     def name(self):
@@ -847,13 +832,14 @@ class Net:
 
     @property
     def top_names(self):
-        return OrderedDict((self._layer_names[i], [self._blob_names[t] for t in self._top_ids[i]])
+        return OrderedDict((self._layer_names[i],
+                            [self._blob_names[t] for t in self._top_id_lists[i]])
                            for i in range(len(self._layers)))
 
     @property
     def bottom_names(self):
         return OrderedDict((self._layer_names[i],
-                            [self._blob_names[b] for b in self._bottom_ids[i]])
+                            [self._blob_names[b] for b in self._bottom_id_lists[i]])
                            for i in range(len(self._layers)))
 
     def _layer_index(self, name, what):
@@ -968,6 +954,3 @@ class Net:
         return "<caffe.Net %r: %d layers, %d blobs>" % (self._name, len(self._layers),
                                                        len(self._blobs))
 
-
-# pycaffe exposes these C++ names on Net; keep them callable as in pycaffe.
-Net._blob_names_prop = property(lambda self: self._blob_names)

@@ -303,3 +303,15 @@ def test_gpu_style_sync_logic_on_cpu_buffers():
     assert buf.host().data_ptr() == host.data_ptr()
     buf.reshape((4, 4))                        # growing reallocates, zero-filled
     assert (buf.host() == 0).all()
+
+
+def test_pycaffe_internal_accessors(train_net):
+    """Code written against pycaffe's C++ bindings reads these directly."""
+    net = train_net
+    names = list(net._blob_names)
+    assert [names[i] for i in net._bottom_ids(4)] == ["ip2", "label"]
+    assert [names[i] for i in net._top_ids(1)] == ["ip"]
+    assert [names[i] for i in net._inputs] == net.inputs
+    assert [names[i] for i in net._outputs] == net.outputs
+    assert len(net._blobs) == len(names) and list(net._layer_names) == list(net.layer_dict)
+    assert list(net._blob_loss_weights) == list(net.blob_loss_weights.values())
