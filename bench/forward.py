@@ -12,7 +12,6 @@ process's memory after its imports; target <= 1.2x).
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from . import _common
-from .blob import Blob, BlobVec
-from .layers.adapters import CallableLayer, LayerParamDict, build_layer  # noqa: F401
+from .blob import Blob
+from .layers.adapters import build_layer
 from .layers.base import LayerError
 from . import protoio
 from .protoio import CaffeFileError

@@ -3,7 +3,6 @@ Net that reproduces Caffe's golden forward; V1 models, naming scheme, errors,
 and (with CAFFE_SLOW_TESTS=1) bounded peak memory on a ~200 MB caffemodel."""
 import json
 import os
-import struct
 import subprocess
 import sys
 

@@ -138,7 +138,6 @@ def _gradcheck(text, shapes, phase=0, inputs=None, grad_bottoms=None, params=Tru
     if params:
         for p in pvals:
             p.requires_grad_(True)
-    nb = len(inputs)
 
     def fn(*args):
         bots = list(inputs)

@@ -4,7 +4,6 @@ trips through convert_imageset, LeNet's train_test form, errors, prefetching."""
 import gc
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading

@@ -1,8 +1,6 @@
 """Fork layers (caffe/layers/detection.py): SSD golden cases from a real build
 of the SSD fork, hand-computed cases, gradient checks, error messages."""
 import math
-import os
-import tempfile
 
 import numpy as np
 import pytest

@@ -1,7 +1,6 @@
 """Bad input gets an error naming the file, the layer and the field."""
 import os
 
-import numpy as np
 import pytest
 
 import caffe

@@ -144,7 +144,7 @@ class _RecurrentLayer(CaffeLayer):
         self.num_output = int(rp.num_output)
         if self.num_output <= 0:
             raise self.error("num_output must be positive", field="recurrent_param.num_output")
-        x_shape, cont_shape = self.bottom_shapes[0], self.bottom_shapes[1]
+        x_shape = self.bottom_shapes[0]
         if len(x_shape) < 2:
             raise self.error("bottom[0] must have at least 2 axes (#timesteps, #streams, ...), "
                              "got shape %s" % (x_shape,), field="bottom[0]")
