@@ -19,6 +19,7 @@ import signal
 import sys
 
 from . import _common
+from . import _flags
 
 logger = logging.getLogger("caffe")
 
@@ -53,6 +54,10 @@ FLAGS = {
 }
 
 
+_SPEC = {name: ({"str": str, "int": int}[kind], default, help_)
+         for name, (kind, default, help_) in FLAGS.items()}
+
+
 class CommandError(Exception):
     """A Caffe CHECK/LOG(FATAL) failure: message printed, exit status 1."""
 
@@ -71,56 +76,26 @@ def _check(cond, message):
 # gflags-style parsing
 # ---------------------------------------------------------------------------
 def parse_flags(argv):
-    """``(flags dict, positional args)``; raises CommandError on a bad flag."""
-    flags = {name: spec[1] for name, spec in FLAGS.items()}
-    positional = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if arg == "--":
-            positional.extend(argv[i:])
-            break
-        if not arg.startswith("-") or arg == "-":
-            positional.append(arg)
-            continue
-        body = arg[2:] if arg.startswith("--") else arg[1:]
-        if "=" in body:
-            name, value = body.split("=", 1)
-        else:
-            name, value = body, None
-        if name in ("help", "helpfull", "helpshort"):
-            flags["help"] = True
-            continue
-        if name == "version":
-            flags["version"] = True
-            continue
-        if name not in FLAGS:
-            raise CommandError("ERROR: unknown command line flag '%s'" % name)
-        if value is None:
-            if i >= len(argv):
-                raise CommandError("ERROR: flag '%s' is missing its argument" % arg)
-            value = argv[i]
-            i += 1
-        kind = FLAGS[name][0]
-        if kind == "int":
-            try:
-                value = int(value)
-            except ValueError:
-                raise CommandError("ERROR: illegal value '%s' specified for int32 flag '%s'"
-                                   % (value, name)) from None
-        flags[name] = value
+    """``(flags dict, positional args)``; raises CommandError on a bad flag.
+    ``-help`` and ``-version`` set the flags of those names."""
+    argv = list(argv)
+    extra = {}
+    for name, aliases in (("help", ("help", "helpfull", "helpshort")), ("version", ("version",))):
+        for alias in aliases:
+            for form in ("-" + alias, "--" + alias):
+                while form in argv:
+                    argv.remove(form)
+                    extra[name] = True
+    try:
+        flags, positional = _flags.parse_flags(argv, _SPEC)
+    except _flags.FlagError as exc:
+        raise CommandError("ERROR: %s" % exc) from None
+    flags.update(extra)
     return flags, positional
 
 
 def usage_text():
-    lines = [USAGE, "", "  Flags from tools/caffe.cpp:"]
-    for name, (kind, default, help_) in sorted(FLAGS.items()):
-        shown = '"%s"' % default if kind == "str" else str(default)
-        lines.append("    -%s (%s) type: %s default: %s" % (name, help_,
-                                                           "string" if kind == "str" else "int32",
-                                                           shown))
-    return "\n".join(lines)
+    return _flags.usage_text("tools/caffe.cpp", USAGE, dict(sorted(_SPEC.items()))).rstrip("\n")
 
 
 # ---------------------------------------------------------------------------
