@@ -142,6 +142,22 @@ class InnerProductLayer(CaffeLayer):
 # ---------------------------------------------------------------------------
 # Concat / Slice / Split
 # ---------------------------------------------------------------------------
+def _axis_or_legacy_dim(layer, p, name, legacy):
+    """Concat's / Slice's axis: ``axis`` (may be negative) or the deprecated
+    unsigned ``concat_dim`` / ``slice_dim``, never both."""
+    if p.HasField("axis") and p.HasField(legacy):
+        raise layer.error("either axis or %s should be specified; not both" % legacy,
+                          field=name + ".axis")
+    nd = len(_bottom_shape(layer))
+    if p.HasField(legacy):
+        axis = int(getattr(p, legacy))
+        if axis >= nd:
+            raise layer.error("%s %d out of range for a %d-D bottom" % (legacy, axis, nd),
+                              field="%s.%s" % (name, legacy))
+        return axis
+    return _canonical_axis(layer, p.axis, nd, name + ".axis")
+
+
 @register_layer("Concat")
 class ConcatLayer(CaffeLayer):
     num_bottoms = (1, None)
@@ -149,18 +165,8 @@ class ConcatLayer(CaffeLayer):
 
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
-        p = layer_param.concat_param
-        if p.HasField("axis") and p.HasField("concat_dim"):
-            raise self.error("either axis or concat_dim should be specified; not both",
-                             field="concat_param.axis")
-        nd = len(_bottom_shape(self))
-        if p.HasField("concat_dim"):
-            self.axis = int(p.concat_dim)
-            if self.axis >= nd:
-                raise self.error("concat_dim %d out of range for a %d-D bottom"
-                                 % (self.axis, nd), field="concat_param.concat_dim")
-        else:
-            self.axis = _canonical_axis(self, p.axis, nd, "concat_param.axis")
+        self.axis = _axis_or_legacy_dim(self, layer_param.concat_param, "concat_param",
+                                        "concat_dim")
         self.output_shapes(self.bottom_shapes)
 
     def output_shapes(self, bottom_shapes):
@@ -197,17 +203,7 @@ class SliceLayer(CaffeLayer):
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
         p = layer_param.slice_param
-        if p.HasField("axis") and p.HasField("slice_dim"):
-            raise self.error("either axis or slice_dim should be specified; not both",
-                             field="slice_param.axis")
-        nd = len(_bottom_shape(self))
-        if p.HasField("slice_dim"):
-            self.axis = int(p.slice_dim)
-            if self.axis >= nd:
-                raise self.error("slice_dim %d out of range for a %d-D bottom"
-                                 % (self.axis, nd), field="slice_param.slice_dim")
-        else:
-            self.axis = _canonical_axis(self, p.axis, nd, "slice_param.axis")
+        self.axis = _axis_or_legacy_dim(self, p, "slice_param", "slice_dim")
         self.ntop = len(layer_param.top)
         self.points = [int(v) for v in p.slice_point]
         if self.points:
