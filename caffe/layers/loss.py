@@ -81,13 +81,30 @@ class LossLayer(CaffeLayer):
 def _normalization_mode(layer, default, allow_legacy=True):
     lp = layer.layer_param.loss_param
     if lp.HasField("normalization"):
-        return int(lp.normalization)
+        mode = int(lp.normalization)
+        if mode not in _MODE_NAMES:
+            raise layer.error("unknown normalization mode %d" % mode,
+                              field="loss_param.normalization")
+        return mode
     if lp.HasField("normalize"):
         if not allow_legacy:
             raise layer.error('normalize is deprecated; use "normalization"',
                               field="loss_param.normalize")
         return VALID if lp.normalize else BATCH_SIZE
     return default
+
+
+def _ignore_label(param):
+    """``param.ignore_label`` as an int, or None where it is not set."""
+    return int(param.ignore_label) if param.HasField("ignore_label") else None
+
+
+def _split_ignored(lab, ignore):
+    """(valid mask or None, labels with ignored ones replaced by 0 for indexing)."""
+    if ignore is None:
+        return None, lab
+    valid = lab != ignore
+    return valid, torch.where(valid, lab, torch.zeros_like(lab))
 
 
 # ---------------------------------------------------------------------------
@@ -103,12 +120,7 @@ class _SoftmaxLossFn(torch.autograd.Function):
         c = x.shape[axis]
         p3 = prob.reshape(outer, c, inner)
         lab = _labels_as_int(label).reshape(outer, 1, inner)
-        if ignore is not None:
-            valid = lab != ignore
-            idx = torch.where(valid, lab, torch.zeros_like(lab))
-        else:
-            valid = None
-            idx = lab
+        valid, idx = _split_ignored(lab, ignore)
         picked = p3.gather(1, idx).clamp(min=FLT_MIN).log()
         if valid is not None:
             picked = picked * valid
@@ -136,18 +148,26 @@ class _SoftmaxLossFn(torch.autograd.Function):
         return g.reshape(prob.shape), None, None, None, None, None, None
 
 
-@register_layer("SoftmaxWithLoss")
-class SoftmaxWithLoss(LossLayer):
+class _SoftmaxProbLoss(LossLayer):
+    """A loss over softmax(bottom[0]) whose optional second top is that softmax."""
     num_tops = (1, 2)
 
+    def output_shapes(self, bottom_shapes):
+        self._reshape(bottom_shapes)
+        return [()] + [tuple(bottom_shapes[0])] * (len(self.layer_param.top) > 1)
+
+    def _tops(self, loss, prob):
+        if len(self.layer_param.top) > 1:
+            return [loss, prob]
+        return [loss]
+
+
+@register_layer("SoftmaxWithLoss")
+class SoftmaxWithLoss(_SoftmaxProbLoss):
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
-        lp = layer_param.loss_param
-        self.ignore_label = int(lp.ignore_label) if lp.HasField("ignore_label") else None
+        self.ignore_label = _ignore_label(layer_param.loss_param)
         self.mode = _normalization_mode(self, VALID)
-        if self.mode not in _MODE_NAMES:
-            raise self.error("unknown normalization mode %d" % self.mode,
-                             field="loss_param.normalization")
         self.axis_param = int(layer_param.softmax_param.axis)
         self._reshape(self.bottom_shapes)
 
@@ -165,10 +185,6 @@ class SoftmaxWithLoss(LossLayer):
         self._geom = (tuple(s0), tuple(shapes[1]), axis, outer, inner)
         return self._geom
 
-    def output_shapes(self, bottom_shapes):
-        self._reshape(bottom_shapes)
-        return [()] + [tuple(bottom_shapes[0])] * (len(self.layer_param.top) > 1)
-
     def run(self, bottoms, params):
         x, label = bottoms[0], bottoms[1]
         g = self._geom
@@ -176,9 +192,7 @@ class SoftmaxWithLoss(LossLayer):
             g = self._reshape([tuple(x.shape), tuple(label.shape)])
         loss, prob = _SoftmaxLossFn.apply(x, label, g[2], g[3], g[4], self.ignore_label,
                                           self.mode)
-        if len(self.layer_param.top) > 1:
-            return [loss, prob]
-        return [loss]
+        return self._tops(loss, prob)
 
 
 class _InfogainLossFn(torch.autograd.Function):
@@ -191,12 +205,7 @@ class _InfogainLossFn(torch.autograd.Function):
         p3 = prob.reshape(outer, c, inner)
         lab = _labels_as_int(label).reshape(outer, inner)
         H = H.detach().reshape(c, c).to(x.dtype)
-        if ignore is not None:
-            valid = lab != ignore
-            idx = torch.where(valid, lab, torch.zeros_like(lab))
-        else:
-            valid = None
-            idx = lab
+        valid, idx = _split_ignored(lab, ignore)
         rows = H[idx].permute(0, 2, 1)                      # (outer, c, inner)
         terms = rows * p3.clamp(min=LOG_THRESHOLD).log()
         per_pos = terms.sum(1)                              # (outer, inner)
@@ -245,18 +254,13 @@ def _read_blobproto_file(layer, path, field):
 
 
 @register_layer("InfogainLoss")
-class InfogainLoss(LossLayer):
+class InfogainLoss(_SoftmaxProbLoss):
     num_bottoms = (2, 3)
-    num_tops = (1, 2)
 
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
-        lp = layer_param.loss_param
-        self.ignore_label = int(lp.ignore_label) if lp.HasField("ignore_label") else None
+        self.ignore_label = _ignore_label(layer_param.loss_param)
         self.mode = _normalization_mode(self, VALID, allow_legacy=False)
-        if self.mode not in _MODE_NAMES:
-            raise self.error("unknown normalization mode %d" % self.mode,
-                             field="loss_param.normalization")
         ip = layer_param.infogain_loss_param
         self.axis_param = int(ip.axis)
         self.infogain = None
@@ -286,10 +290,6 @@ class InfogainLoss(LossLayer):
         self._geom = (tuple(s0), tuple(shapes[1]), axis, outer, inner)
         return self._geom
 
-    def output_shapes(self, bottom_shapes):
-        self._reshape(bottom_shapes)
-        return [()] + [tuple(bottom_shapes[0])] * (len(self.layer_param.top) > 1)
-
     def run(self, bottoms, params):
         x, label = bottoms[0], bottoms[1]
         g = self._geom
@@ -303,9 +303,7 @@ class InfogainLoss(LossLayer):
             H = self.infogain
         loss, prob = _InfogainLossFn.apply(x, label, H, g[2], g[3], g[4], self.ignore_label,
                                            self.mode)
-        if len(self.layer_param.top) > 1:
-            return [loss, prob]
-        return [loss]
+        return self._tops(loss, prob)
 
 
 # ---------------------------------------------------------------------------
@@ -348,12 +346,8 @@ class _SigmoidXentFn(torch.autograd.Function):
 class SigmoidCrossEntropyLoss(LossLayer):
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
-        lp = layer_param.loss_param
-        self.ignore_label = int(lp.ignore_label) if lp.HasField("ignore_label") else None
+        self.ignore_label = _ignore_label(layer_param.loss_param)
         self.mode = _normalization_mode(self, BATCH_SIZE)
-        if self.mode not in _MODE_NAMES:
-            raise self.error("unknown normalization mode %d" % self.mode,
-                             field="loss_param.normalization")
         self._reshape(self.bottom_shapes)
 
     def _reshape(self, shapes):
@@ -594,7 +588,7 @@ class Accuracy(CaffeLayer):
         ap = layer_param.accuracy_param
         self.top_k = int(ap.top_k)
         self.axis_param = int(ap.axis)
-        self.ignore_label = int(ap.ignore_label) if ap.HasField("ignore_label") else None
+        self.ignore_label = _ignore_label(ap)
         self._reshape(self.bottom_shapes)
 
     def _reshape(self, shapes):
