@@ -105,3 +105,16 @@ def launch(source, name, n, args, device):
     stream = torch.cuda.current_stream(index).cuda_stream
     with cupy.cuda.Device(index), cupy.cuda.ExternalStream(stream):
         fn((blocks,), (THREADS,), tuple(args))
+
+
+def launch_roi_forward(source, name, x, spatial_scale, a, b, rois, top, aux):
+    """The forward pass of an ROI-pooling kernel (``roi_pool_forward``,
+    ``psroi_pool_forward``): one thread per element of ``top``, the arguments
+    ``(n, x, spatial_scale, C, H, W, a, b, rois, top, aux)``, ``x`` a
+    contiguous float32 (N, C, H, W) tensor, ``aux`` int32 like ``top``."""
+    _, C, H, W = x.shape
+    n = top.numel()
+    launch(source, name, n,
+           (i64(n), ptr(x), f32(spatial_scale), i32(C), i32(H), i32(W), i32(a), i32(b),
+            ptr(rois), ptr(top), ptr(aux)),
+           x.device)

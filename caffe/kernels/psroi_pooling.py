@@ -113,16 +113,11 @@ def _backward_torch(top_diff, rois, features_shape, output_dim, group_size, spat
 def _forward_cuda(features, rois, output_dim, group_size, spatial_scale):
     x = features.contiguous().float()
     r = rois.reshape(-1, 5).to(device=x.device, dtype=torch.float32).contiguous()
-    N, C, H, W = x.shape
     k = group_size
     top = x.new_empty((r.shape[0], output_dim, k, k))
     mapping = torch.empty(top.shape, dtype=torch.int32, device=x.device)
-    n = top.numel()
-    L = launcher
-    L.launch(SOURCE, "psroi_pool_forward", n,
-             (L.i64(n), L.ptr(x), L.f32(spatial_scale), L.i32(C), L.i32(H), L.i32(W),
-              L.i32(k), L.i32(output_dim), L.ptr(r), L.ptr(top), L.ptr(mapping)),
-             x.device)
+    launcher.launch_roi_forward(SOURCE, "psroi_pool_forward", x, spatial_scale, k, output_dim,
+                                r, top, mapping)
     return top.to(features.dtype), mapping
 
 

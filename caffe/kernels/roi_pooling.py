@@ -128,16 +128,10 @@ def _backward_torch(top_diff, argmax, rois, features_shape):
 def _forward_cuda(features, rois, pooled_h, pooled_w, spatial_scale):
     x = features.contiguous().float()
     r = _flat_rois(rois, x.device).contiguous()
-    N, C, H, W = x.shape
-    R = r.shape[0]
-    top = x.new_empty((R, C, pooled_h, pooled_w))
-    argmax = torch.empty((R, C, pooled_h, pooled_w), dtype=torch.int32, device=x.device)
-    n = top.numel()
-    L = launcher
-    L.launch(SOURCE, "roi_pool_forward", n,
-             (L.i64(n), L.ptr(x), L.f32(spatial_scale), L.i32(C), L.i32(H), L.i32(W),
-              L.i32(pooled_h), L.i32(pooled_w), L.ptr(r), L.ptr(top), L.ptr(argmax)),
-             x.device)
+    top = x.new_empty((r.shape[0], x.shape[1], pooled_h, pooled_w))
+    argmax = torch.empty(top.shape, dtype=torch.int32, device=x.device)
+    launcher.launch_roi_forward(SOURCE, "roi_pool_forward", x, spatial_scale, pooled_h, pooled_w,
+                                r, top, argmax)
     return top.to(features.dtype), argmax
 
 
