@@ -24,17 +24,49 @@ DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(PACKAGE_DIR), "models",
 DEFAULT_MEAN = os.path.join(PACKAGE_DIR, "imagenet", "ilsvrc_2012_mean.npy")
 
 
-def main(argv=None):
-    import caffe
-    parser = argparse.ArgumentParser(prog="python -m caffe.classify")
-    parser.add_argument("input_file", help="Input image, directory, or npy.")
-    parser.add_argument("output_file", help="Output npy filename.")
+# The options and steps classify and detect share (pycaffe's scripts repeat them).
+def add_model_args(parser):
+    """--model_def and --pretrained_model, defaulting to the CaffeNet deploy files."""
     parser.add_argument("--model_def", default=os.path.join(DEFAULT_MODEL_DIR, "deploy.prototxt"),
                         help="Model definition file.")
     parser.add_argument("--pretrained_model",
                         default=os.path.join(DEFAULT_MODEL_DIR,
                                              "bvlc_reference_caffenet.caffemodel"),
                         help="Trained model weights file.")
+
+
+def add_preprocessing_args(parser):
+    """--input_scale, --raw_scale and --channel_swap."""
+    parser.add_argument("--input_scale", type=float,
+                        help="Multiply input features by this scale to finish preprocessing.")
+    parser.add_argument("--raw_scale", type=float, default=255.0,
+                        help="Multiply raw input by this scale before preprocessing.")
+    parser.add_argument("--channel_swap", default="2,1,0",
+                        help="Order to permute input channels. The default converts "
+                             "RGB -> BGR since BGR is the Caffe default by way of OpenCV.")
+
+
+def parse_channel_swap(arg):
+    """'2,1,0' -> [2, 1, 0]; '' -> None."""
+    return [int(s) for s in arg.split(",")] if arg else None
+
+
+def set_mode(gpu):
+    import caffe
+    if gpu:
+        caffe.set_mode_gpu()
+        print("GPU mode")
+    else:
+        caffe.set_mode_cpu()
+        print("CPU mode")
+
+
+def main(argv=None):
+    import caffe
+    parser = argparse.ArgumentParser(prog="python -m caffe.classify")
+    parser.add_argument("input_file", help="Input image, directory, or npy.")
+    parser.add_argument("output_file", help="Output npy filename.")
+    add_model_args(parser)
     parser.add_argument("--gpu", action="store_true", help="Switch for gpu computation.")
     parser.add_argument("--center_only", action="store_true",
                         help="Predict from the center crop alone instead of averaging "
@@ -44,30 +76,18 @@ def main(argv=None):
     parser.add_argument("--mean_file", default=DEFAULT_MEAN,
                         help="Data set image mean of [Channels x Height x Width] dimensions "
                              "(numpy array). Set to '' for no mean subtraction.")
-    parser.add_argument("--input_scale", type=float,
-                        help="Multiply input features by this scale to finish preprocessing.")
-    parser.add_argument("--raw_scale", type=float, default=255.0,
-                        help="Multiply raw input by this scale before preprocessing.")
-    parser.add_argument("--channel_swap", default="2,1,0",
-                        help="Order to permute input channels. The default converts "
-                             "RGB -> BGR since BGR is the Caffe default by way of OpenCV.")
+    add_preprocessing_args(parser)
     parser.add_argument("--ext", default="jpg",
                         help="Image file extension to take as input when a directory is given "
                              "as the input file.")
     args = parser.parse_args(argv)
 
     image_dims = [int(s) for s in args.images_dim.split(",")]
-    mean, channel_swap = None, None
+    mean = None
     if args.mean_file:
         mean = np.load(args.mean_file)
-    if args.channel_swap:
-        channel_swap = [int(s) for s in args.channel_swap.split(",")]
-    if args.gpu:
-        caffe.set_mode_gpu()
-        print("GPU mode")
-    else:
-        caffe.set_mode_cpu()
-        print("CPU mode")
+    channel_swap = parse_channel_swap(args.channel_swap)
+    set_mode(args.gpu)
     classifier = caffe.Classifier(args.model_def, args.pretrained_model,
                                   image_dims=image_dims, mean=mean,
                                   input_scale=args.input_scale, raw_scale=args.raw_scale,

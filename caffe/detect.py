@@ -13,13 +13,13 @@ Unlike pycaffe, the CSV output writes the ``prediction`` column that
 Detector produces (pycaffe's script reads a ``feat`` column that does not exist).
 """
 import argparse
-import os
 import sys
 import time
 
 import numpy as np
 
-from .classify import DEFAULT_MEAN, DEFAULT_MODEL_DIR
+from .classify import (DEFAULT_MEAN, add_model_args, add_preprocessing_args,
+                       parse_channel_swap, set_mode)
 
 CROP_MODES = ["list", "selective_search"]
 COORD_COLS = ["ymin", "xmin", "ymax", "xmax"]
@@ -42,42 +42,25 @@ def main(argv=None):
                              "If .csv, must be comma-separated file with header "
                              "'filename, xmin, ymin, xmax, ymax'")
     parser.add_argument("output_file", help="Output h5/csv filename. Format depends on extension.")
-    parser.add_argument("--model_def", default=os.path.join(DEFAULT_MODEL_DIR, "deploy.prototxt"),
-                        help="Model definition file.")
-    parser.add_argument("--pretrained_model",
-                        default=os.path.join(DEFAULT_MODEL_DIR,
-                                             "bvlc_reference_caffenet.caffemodel"),
-                        help="Trained model weights file.")
+    add_model_args(parser)
     parser.add_argument("--crop_mode", default="selective_search", choices=CROP_MODES,
                         help="How to generate windows for detection.")
     parser.add_argument("--gpu", action="store_true", help="Switch for gpu computation.")
     parser.add_argument("--mean_file", default=DEFAULT_MEAN,
                         help="Data set image mean of H x W x K dimensions (numpy array). "
                              "Set to '' for no mean subtraction.")
-    parser.add_argument("--input_scale", type=float,
-                        help="Multiply input features by this scale to finish preprocessing.")
-    parser.add_argument("--raw_scale", type=float, default=255.0,
-                        help="Multiply raw input by this scale before preprocessing.")
-    parser.add_argument("--channel_swap", default="2,1,0",
-                        help="Order to permute input channels. The default converts "
-                             "RGB -> BGR since BGR is the Caffe default by way of OpenCV.")
+    add_preprocessing_args(parser)
     parser.add_argument("--context_pad", type=int, default=16,
                         help="Amount of surrounding context to collect in input window.")
     args = parser.parse_args(argv)
 
-    mean, channel_swap = None, None
+    mean = None
     if args.mean_file:
         mean = np.load(args.mean_file)
         if mean.shape[1:] != (1, 1):
             mean = mean.mean(1).mean(1)
-    if args.channel_swap:
-        channel_swap = [int(s) for s in args.channel_swap.split(",")]
-    if args.gpu:
-        caffe.set_mode_gpu()
-        print("GPU mode")
-    else:
-        caffe.set_mode_cpu()
-        print("CPU mode")
+    channel_swap = parse_channel_swap(args.channel_swap)
+    set_mode(args.gpu)
     pd = _pandas()
     detector = caffe.Detector(args.model_def, args.pretrained_model, mean=mean,
                               input_scale=args.input_scale, raw_scale=args.raw_scale,
