@@ -17,6 +17,25 @@ __all__ = ['parse_flags', 'FlagError', 'log', 'progress']
 from .._flags import FlagError, parse_flags, usage_text  # noqa: F401  (the tools' API)
 
 
+def parse_command_line(prog, usage, spec, argv, min_args, max_args=None):
+    """A tool's command line: ``(flags, positionals)`` from ``argv``
+    (``sys.argv[1:]`` when None), or None after writing the error (if any)
+    and the usage to stderr: on a bad flag, ``-help``, or a positional count
+    outside ``[min_args, max_args]``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        flags, args = parse_flags(argv, spec)
+    except FlagError as e:
+        if str(e) != 'help':
+            sys.stderr.write('ERROR: {}\n'.format(e))
+        sys.stderr.write(usage_text(prog, usage, spec))
+        return None
+    if len(args) < min_args or (max_args is not None and len(args) > max_args):
+        sys.stderr.write(usage_text(prog, usage, spec))
+        return None
+    return flags, args
+
+
 def log(level, msg, source=None):
     """Write one glog-style line (``I0123 12:34:56.789012 pid file:line] msg``)
     to stderr.  ``level`` is one of 'I', 'W', 'E', 'F'."""

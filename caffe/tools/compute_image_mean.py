@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from caffe.tools import FlagError, log, parse_flags, usage_text
+from caffe.tools import log, parse_command_line
 
 USAGE = ('Compute the mean_image of a set of images given by a leveldb/lmdb\n'
          'Usage:\n'
@@ -137,17 +137,10 @@ def _cpp_float(v):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        flags, args = parse_flags(argv, FLAGS_SPEC)
-    except FlagError as e:
-        if str(e) != 'help':
-            sys.stderr.write('ERROR: {}\n'.format(e))
-        sys.stderr.write(usage_text('compute_image_mean', USAGE, FLAGS_SPEC))
+    parsed = parse_command_line('compute_image_mean', USAGE, FLAGS_SPEC, argv, 1, 2)
+    if parsed is None:
         return 1
-    if len(args) < 1 or len(args) > 2:
-        sys.stderr.write(usage_text('compute_image_mean', USAGE, FLAGS_SPEC))
-        return 1
+    flags, args = parsed
     from caffe.tools._db import DBError
     try:
         compute_image_mean(args[0], args[1] if len(args) == 2 else None,

@@ -14,7 +14,7 @@ import os
 import random
 import sys
 
-from caffe.tools import FlagError, log, parse_flags, progress, usage_text
+from caffe.tools import log, parse_command_line, progress
 
 USAGE = ('Convert a set of images to the leveldb/lmdb\n'
          'format used as input for Caffe.\n'
@@ -221,17 +221,10 @@ def convert_imageset(root_folder, listfile, db_name, gray=False,
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        flags, args = parse_flags(argv, FLAGS_SPEC)
-    except FlagError as e:
-        if str(e) != 'help':
-            sys.stderr.write('ERROR: {}\n'.format(e))
-        sys.stderr.write(usage_text('convert_imageset', USAGE, FLAGS_SPEC))
+    parsed = parse_command_line('convert_imageset', USAGE, FLAGS_SPEC, argv, 3)
+    if parsed is None:
         return 1
-    if len(args) < 3:
-        sys.stderr.write(usage_text('convert_imageset', USAGE, FLAGS_SPEC))
-        return 1
+    flags, args = parsed
     from caffe.tools._db import DBError
     try:
         convert_imageset(args[0], args[1], args[2], **flags)
