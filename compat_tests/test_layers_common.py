@@ -1,7 +1,5 @@
 """Common layer family (caffe/layers/common.py) against real Caffe's golden data,
 numerical gradients, parameter edge cases and error messages."""
-import json
-import os
 
 import numpy as np
 import pytest
@@ -11,8 +9,8 @@ from google.protobuf import text_format
 from caffe.proto import caffe_pb2
 from caffe.layers import modules, LayerError
 from caffe.layers import common  # noqa: F401  (registration)
-
-GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "layers")
+from golden_cases import run_layer_case
+from layer_testing import load_case
 
 CASES = """argmax argmax_topk_val batch_reindex bias_learned bias_two_bottoms bn_global
 bn_test_default bn_train concat_axis0 concat_ch crop eltwise_max eltwise_prod eltwise_sum_coeff
@@ -33,18 +31,8 @@ def make_layer(text, bottom_shapes, phase=0):
     return modules[lp.type](lp, bottom_shapes, phase)
 
 
-def load_case(name):
-    net = caffe_pb2.NetParameter()
-    with open(os.path.join(GOLDEN, name + ".prototxt")) as f:
-        text_format.Merge(f.read(), net)
-    meta = json.load(open(os.path.join(GOLDEN, name + ".json")))
-    data = np.load(os.path.join(GOLDEN, name + ".npz"))
-    lp = [l for l in net.layer if l.name == "L"][0]
-    return lp, meta, {k: data[k] for k in data.files}, net
-
-
 def run_case_standalone(name):
-    lp, meta, d, net = load_case(name)
+    net, lp, meta, d = load_case(name)
     phase = 0 if meta["phase"] == "TRAIN" else 1
     nb = len(lp.bottom)
     ins = [torch.tensor(d["in/b%d" % i]) for i in range(nb)]
@@ -103,23 +91,9 @@ def test_golden_standalone(name):
     run_case_standalone(name)
 
 
-def _net_helper():
-    try:
-        from compat_tests.golden_cases import run_layer_case
-    except Exception:
-        try:
-            from golden_cases import run_layer_case
-        except Exception:
-            return None
-    return run_layer_case
-
-
 @pytest.mark.parametrize("name", CASES)
 def test_golden_through_net(name):
-    helper = _net_helper()
-    if helper is None:
-        pytest.skip("compat_tests/golden_cases.py (caffe.Net) not available yet")
-    helper(name)
+    run_layer_case(name)
 
 
 # ---------------------------------------------------------------------------

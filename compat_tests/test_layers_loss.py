@@ -1,5 +1,4 @@
 """Loss layers and Accuracy against real Caffe's golden data, gradchecks, edge cases."""
-import os
 
 import numpy as np
 import pytest
@@ -8,21 +7,11 @@ from google.protobuf import text_format
 
 from caffe.proto import caffe_pb2
 from caffe.layers import modules, LayerError
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-GOLDEN = os.path.join(HERE, "golden", "layers")
+from golden_cases import run_layer_case
+from layer_testing import load_case
 
 FWD = dict(rtol=1e-4, atol=1e-5)
 GRAD = dict(rtol=1e-3, atol=1e-4)
-
-
-def load_case(name):
-    net = caffe_pb2.NetParameter()
-    with open(os.path.join(GOLDEN, name + ".prototxt")) as f:
-        text_format.Merge(f.read(), net)
-    lp = [l for l in net.layer if l.name == "L"][0]
-    data = dict(np.load(os.path.join(GOLDEN, name + ".npz")))
-    return lp, data
 
 
 def build(lp, shapes, phase=0):
@@ -31,7 +20,7 @@ def build(lp, shapes, phase=0):
 
 def run_case_standalone(name):
     """Build layer L alone, forward the golden inputs, backward the golden top diffs."""
-    lp, d = load_case(name)
+    _, lp, _, d = load_case(name)
     nb = len(lp.bottom)
     ins = [torch.tensor(d["in/b%d" % k]) for k in range(nb)]
     layer = build(lp, [tuple(x.shape) for x in ins])
@@ -80,13 +69,6 @@ def test_golden_standalone(name):
 
 @pytest.mark.parametrize("name", CASES)
 def test_golden_through_net(name):
-    try:
-        from golden_cases import run_layer_case
-    except ImportError:
-        try:
-            from compat_tests.golden_cases import run_layer_case
-        except ImportError:
-            pytest.skip("compat_tests/golden_cases.py (the Net runner) is not available yet")
     run_layer_case(name)
 
 
@@ -233,7 +215,7 @@ def test_infogain_gradcheck(text):
 
 
 def test_infogain_source_file_and_prob_top(tmp_path):
-    lp_case, d = load_case("infogain")
+    _, lp_case, _, d = load_case("infogain")
     H = d["in/b2"]
     blob = caffe_pb2.BlobProto()
     blob.num, blob.channels, blob.height, blob.width = 1, 1, 3, 3

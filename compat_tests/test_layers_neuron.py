@@ -4,8 +4,6 @@ Golden cases in golden/layers/ were produced by BVLC Caffe; each layer is also
 checked against numerical gradients (float64 gradcheck), on edge cases, and on
 errors for invalid parameters.
 """
-import json
-import os
 
 import numpy as np
 import pytest
@@ -15,8 +13,8 @@ from google.protobuf import text_format
 from caffe.layers.base import LayerError
 from caffe.layers.registry import modules
 from caffe.proto import caffe_pb2
-
-GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "layers")
+from golden_cases import run_layer_case
+from layer_testing import load_case
 
 CASES = ["absval", "bnll", "clip", "dropout_test", "elu", "exp_base2", "exp_e", "log_e",
          "power_sq", "prelu", "prelu_shared", "relu", "relu_leaky", "sigmoid", "swish",
@@ -51,19 +49,8 @@ def _set_params(layer, values):
         blob.data[...] = v
 
 
-def _load_case(name):
-    net = caffe_pb2.NetParameter()
-    with open(os.path.join(GOLDEN, name + ".prototxt")) as f:
-        text_format.Merge(f.read(), net)
-    with open(os.path.join(GOLDEN, name + ".json")) as f:
-        meta = json.load(f)
-    data = dict(np.load(os.path.join(GOLDEN, name + ".npz")))
-    return net, meta, data
-
-
 def run_golden_standalone(name):
-    net, meta, data = _load_case(name)
-    lp = [l for l in net.layer if l.name == "L"][0]
+    _, lp, meta, data = load_case(name)
     phase = TRAIN if meta["phase"] == "TRAIN" else TEST
     bottoms = [torch.tensor(data["in/" + b]) for b in meta["bottoms"]]
     layer = modules.builtin(lp.type)(lp, [tuple(b.shape) for b in bottoms], phase)
@@ -121,30 +108,15 @@ def test_golden_standalone(name):
     run_golden_standalone(name)
 
 
-def _golden_runner():
-    try:
-        from compat_tests import golden_cases
-    except ImportError:
-        try:
-            import golden_cases
-        except ImportError:
-            return None
-    return getattr(golden_cases, "run_layer_case", None)
-
-
 @pytest.mark.parametrize("name", CASES)
 def test_golden_through_net(name):
-    runner = _golden_runner()
-    if runner is None:
-        pytest.skip("compat_tests/golden_cases.py (run_layer_case) not available yet")
-    runner(name)
+    run_layer_case(name)
 
 
 def test_prelu_shared_filler_deterministic():
     # prelu_shared: constant 0.3 filler -> building without the caffemodel gives param/0.
-    net, meta, data = _load_case("prelu_shared")
+    _, lp, meta, data = load_case("prelu_shared")
     assert meta["fillers_deterministic"]
-    lp = [l for l in net.layer if l.name == "L"][0]
     layer = modules.builtin(lp.type)(lp, [data["in/b0"].shape], TRAIN)
     assert tuple(layer.blobs[0].shape) == ()
     np.testing.assert_array_equal(np.array(layer.blobs[0].data), data["param/0"])

@@ -1,5 +1,4 @@
 """RNN, LSTM and LSTMUnit against real Caffe's golden data, gradchecks, state and errors."""
-import os
 
 import numpy as np
 import pytest
@@ -8,20 +7,11 @@ from google.protobuf import text_format
 
 from caffe.proto import caffe_pb2
 from caffe.layers import modules, LayerError
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-GOLDEN = os.path.join(HERE, "golden", "layers")
+from golden_cases import run_layer_case
+from layer_testing import load_case
 
 FWD = dict(rtol=1e-4, atol=1e-5)
 GRAD = dict(rtol=1e-3, atol=1e-4)
-
-
-def load_case(name):
-    net = caffe_pb2.NetParameter()
-    with open(os.path.join(GOLDEN, name + ".prototxt")) as f:
-        text_format.Merge(f.read(), net)
-    lp = [l for l in net.layer if l.name == "L"][0]
-    return lp, dict(np.load(os.path.join(GOLDEN, name + ".npz")))
 
 
 def build(lp, shapes, phase=0):
@@ -29,7 +19,7 @@ def build(lp, shapes, phase=0):
 
 
 def run_case_standalone(name):
-    lp, d = load_case(name)
+    _, lp, _, d = load_case(name)
     ins = [torch.tensor(d["in/b%d" % k]) for k in range(len(lp.bottom))]
     shapes = [tuple(x.shape) for x in ins]
     layer = build(lp, shapes)
@@ -64,13 +54,6 @@ def test_golden_standalone(name):
 
 @pytest.mark.parametrize("name", ["lstm", "lstm_unit", "rnn"])
 def test_golden_through_net(name):
-    try:
-        from golden_cases import run_layer_case
-    except ImportError:
-        try:
-            from compat_tests.golden_cases import run_layer_case
-        except ImportError:
-            pytest.skip("compat_tests/golden_cases.py (the Net runner) is not available yet")
     run_layer_case(name)
 
 

@@ -13,6 +13,8 @@ from caffe.proto import caffe_pb2
 from caffe.layers import vision
 from caffe.layers.base import LayerError
 from caffe.layers.registry import modules
+from golden_cases import run_layer_case
+from layer_testing import load_case
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden", "layers")
@@ -30,24 +32,13 @@ GRAD = dict(rtol=1e-3, atol=1e-4)
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-def _load_case(name):
-    net = caffe_pb2.NetParameter()
-    with open(os.path.join(GOLDEN, name + ".prototxt")) as f:
-        text_format.Merge(f.read(), net)
-    with open(os.path.join(GOLDEN, name + ".json")) as f:
-        meta = json.load(f)
-    data = dict(np.load(os.path.join(GOLDEN, name + ".npz")))
-    layer = [lp for lp in net.layer if lp.name == "L"][0]
-    return net, layer, meta, data
-
-
 def _build(layer_param, bottom_shapes, phase=0):
     cls = modules.builtin(layer_param.type)
     return cls(layer_param, bottom_shapes, phase)
 
 
 def _case_layer(name, load_params=True):
-    net, lp, meta, data = _load_case(name)
+    net, lp, meta, data = load_case(name)
     bottoms = [torch.from_numpy(data["in/" + b]) for b in lp.bottom]
     layer = _build(lp, [tuple(b.shape) for b in bottoms], 0 if meta["phase"] == "TRAIN" else 1)
     if load_params:
@@ -116,36 +107,22 @@ def _has_params(name):
 @pytest.mark.parametrize("name", [c for c in CASES if _has_params(c)])
 def test_golden_embedded_weights(name):
     """Weights embedded in the LayerParameter (as a caffemodel gives them) are used."""
-    _, lp, meta, data = _load_case(name)
+    _, lp, meta, data = load_case(name)
     model = caffe_pb2.NetParameter()
     with open(os.path.join(GOLDEN, name + ".caffemodel"), "rb") as f:
         model.ParseFromString(f.read())
     src = [l for l in model.layer if l.name == "L"]
     lp = caffe_pb2.LayerParameter()
-    lp.CopyFrom(_load_case(name)[1])
+    lp.CopyFrom(load_case(name)[1])
     lp.blobs.extend(src[0].blobs)
     layer = _build(lp, [data["in/" + b].shape for b in lp.bottom])
     for i, blob in enumerate(layer.blobs):
         np.testing.assert_array_equal(blob.data, data["param/%d" % i])
 
 
-def _net_helper():
-    try:
-        from compat_tests import golden_cases  # noqa: F401
-    except Exception:
-        try:
-            import golden_cases  # noqa: F401
-        except Exception:
-            return None
-    return golden_cases
-
-
 @pytest.mark.parametrize("name", CASES)
 def test_golden_through_net(name):
-    helper = _net_helper()
-    if helper is None or not hasattr(helper, "run_layer_case"):
-        pytest.skip("compat_tests/golden_cases.py (caffe.Net) not available yet")
-    helper.run_layer_case(name)
+    run_layer_case(name)
 
 
 # ---------------------------------------------------------------------------
