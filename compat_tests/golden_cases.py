@@ -41,6 +41,22 @@ def _close(actual, expected, what, tol):
     np.testing.assert_allclose(actual.reshape(expected.shape), expected, err_msg=what, **tol)
 
 
+def _check_backward(net, ref, name, param_blob):
+    """Set the golden top diffs, run backward, compare the bottom diffs
+    (``diff/BLOB``) and the param diffs (``pdiff/...``; ``param_blob(key)``
+    is the param blob a key names)."""
+    for key in ref.files:
+        if key.startswith("topdiff/"):
+            net.blobs[key[8:]].diff[...] = ref[key]
+    net.clear_param_diffs()
+    net.backward()
+    for key in ref.files:
+        if key.startswith("diff/"):
+            _close(net.blobs[key[5:]].diff, ref[key], "%s: %s" % (name, key), GRAD_TOL)
+        if key.startswith("pdiff/"):
+            _close(param_blob(key).diff, ref[key], "%s: %s" % (name, key), GRAD_TOL)
+
+
 def run_layer_case(name, folder="layers"):
     """One golden layer case: forward, backward, params (see golden README)."""
     d = os.path.join(GOLDEN, folder)
@@ -77,17 +93,9 @@ def run_layer_case(name, folder="layers"):
             _close(layer.blobs[i].data, ref[key], "%s: %s" % (name, key), LAYER_FWD)
     if not meta.get("backward", True):
         return net
-    for key in ref.files:
-        if key.startswith("topdiff/"):
-            net.blobs[key[8:]].diff[...] = ref[key]
-    net.clear_param_diffs()
-    net.backward()
-    for key in ref.files:
-        if key.startswith("diff/"):
-            _close(net.blobs[key[5:]].diff, ref[key], "%s: %s" % (name, key), GRAD_TOL)
-        if key.startswith("pdiff/"):
-            i = int(key.split("/")[1])
-            _close(layer.blobs[i].diff, ref[key], "%s: %s" % (name, key), GRAD_TOL)
+    def param_blob(key):   # pdiff/I
+        return layer.blobs[int(key.split("/")[1])]
+    _check_backward(net, ref, name, param_blob)
     return net
 
 
@@ -119,15 +127,8 @@ def run_net_case(name, folder="nets"):
     for key in ref.files:
         if key.startswith("out/"):
             _close(net.blobs[key[4:]].data, ref[key], "%s: %s" % (name, key), NET_TOL)
-    for key in ref.files:
-        if key.startswith("topdiff/"):
-            net.blobs[key[8:]].diff[...] = ref[key]
-    net.clear_param_diffs()
-    net.backward()
-    for key in ref.files:
-        if key.startswith("diff/"):
-            _close(net.blobs[key[5:]].diff, ref[key], "%s: %s" % (name, key), GRAD_TOL)
-        if key.startswith("pdiff/"):
-            _, lname, i = key.split("/")
-            _close(net.params[lname][int(i)].diff, ref[key], "%s: %s" % (name, key), GRAD_TOL)
+    def param_blob(key):   # pdiff/LAYER/I
+        _, lname, i = key.split("/")
+        return net.params[lname][int(i)]
+    _check_backward(net, ref, name, param_blob)
     return net
