@@ -37,6 +37,17 @@ def write_net(path, text):
     return str(path)
 
 
+def seeded_runs(proto, seed, top, n=3):
+    """Twice: caffe.set_random_seed(seed), a TRAIN net from ``proto``, and the
+    first ``n`` batches of ``top`` (copies)."""
+    runs = []
+    for _ in range(2):
+        caffe.set_random_seed(seed)
+        net = caffe.Net(proto, caffe.TRAIN)
+        runs.append([net.forward()[top].copy() for _ in range(n)])
+    return runs
+
+
 def write_lmdb(path, datums):
     db = open_db(str(path), "lmdb", "w")
     txn = db.transaction()
@@ -185,11 +196,7 @@ def test_data_train_crop_mirror_reproducible(tmp_path):
                       'transform_param { crop_size: 5 mirror: true } '
                       'data_param { source: "%s" batch_size: 6 backend: LMDB } }'
                       % (tmp_path / "db"))
-    runs = []
-    for _ in range(2):
-        caffe.set_random_seed(11)
-        net = caffe.Net(proto, caffe.TRAIN)
-        runs.append([net.forward()["data"].copy() for _ in range(3)])
+    runs = seeded_runs(proto, 11, "data")
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(runs[0][0], runs[0][1])
@@ -331,12 +338,8 @@ def test_imagedata_shuffle_seeded_and_wraps(tmp_path):
                       'layer { name: "d" type: "ImageData" top: "data" top: "label" '
                       'image_data_param { source: "%s" root_folder: "%s/" batch_size: 5 '
                       'shuffle: true } }' % (tmp_path / "list.txt", tmp_path))
-    seqs = []
-    for seed in (5, 5):
-        caffe.set_random_seed(seed)
-        net = caffe.Net(proto, caffe.TRAIN)
-        batches = [net.forward()["data"].copy() for _ in range(2)]
-        seqs.append(batches)
+    seqs = seeded_runs(proto, 5, "data", n=2)
+    for batches in seqs:
         for b in batches:   # each epoch is a permutation of the images
             keys = sorted(x.tobytes() for x in b)
             assert keys == sorted(i.transpose(2, 0, 1).astype(np.float32).tobytes()
@@ -390,11 +393,7 @@ def test_hdf5data_files_rows_multiple_tops_shuffle(tmp_path):
                         'layer { name: "d" type: "HDF5Data" top: "y" top: "x" '
                         'hdf5_data_param { source: "%s" batch_size: 12 shuffle: true } }'
                         % (tmp_path / "list.txt"))
-    runs = []
-    for _ in range(2):
-        caffe.set_random_seed(9)
-        net = caffe.Net(proto_s, caffe.TRAIN)
-        runs.append([net.forward()["y"].copy() for _ in range(3)])
+    runs = seeded_runs(proto_s, 9, "y")
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
         assert sorted(a.astype(int).tolist()) == [0, 1, 2, 3, 10, 11, 12, 13, 20, 21, 22, 23]
