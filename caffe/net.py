@@ -224,11 +224,11 @@ class Net:
         self._top_id_lists = []
         self._inputs = []
         self._blob_loss_weights = []
-        self._param_specs = []           # per layer: list of ParamSpec-like tuples
+        self._loss_tops_of = []          # per layer: indices of tops with a loss weight
         self._learnable = []             # owner blobs, in Caffe's learnable_params order
         self._learnable_lr = []
         self._learnable_decay = []
-        self._param_owner_names = {}     # shared param name -> (layer idx, blob idx, blob)
+        self._param_owner_names = {}     # shared param name -> (owner layer idx, blob, lr, decay)
         self._param_owned = []           # per layer: list of bool (owns its blob)
         available = OrderedDict()
         layer_need_backward = []
@@ -341,7 +341,6 @@ class Net:
             layer_need_backward.append(need_backward)
             bottom_need_backward.append(b_need)
             param_need_backward.append(p_need)
-            self._loss_tops_of = getattr(self, "_loss_tops_of", [])
             self._loss_tops_of.append(loss_tops)
 
         # Prune backward where no loss depends on a layer (net.cpp's reverse pass).
@@ -416,7 +415,6 @@ class Net:
         """Caffe's AppendParam: sharing by name, lr/decay multipliers."""
         p_need = []
         owned = []
-        specs = []
         fixed_lr = getattr(layer, "fixed_param_lr", False)
         blobs = getattr(layer, "blobs", [])
         for j in range(len(blobs)):
@@ -429,10 +427,8 @@ class Net:
                                    "(param %d lr_mult must be 0)" % (where, j))
                 lr = 0.0
             name = spec.name if spec is not None else ""
-            specs.append((name, lr, decay))
             if name and name in self._param_owner_names:
-                owner_li, owner_j, owner_blob, owner_lr, owner_decay = \
-                    self._param_owner_names[name]
+                owner_li, owner_blob, owner_lr, owner_decay = self._param_owner_names[name]
                 mode = spec.share_mode  # 0 STRICT, 1 PERMISSIVE
                 if mode == 1:
                     if owner_blob.count != blobs[j].count:
@@ -447,9 +443,6 @@ class Net:
                                                          self._param_param_name(owner_li),
                                                          owner_blob.shape, blobs[j].shape))
                 if owner_blob.shape != blobs[j].shape:
-                    shared = Blob(tuple(blobs[j].shape))
-                    shared.share_data(owner_blob)
-                    shared.share_diff(owner_blob)
                     raise NetError("%s: PERMISSIVE sharing of differently shaped params is not "
                                    "supported (param %r)" % (where, name))
                 if spec.HasField("lr_mult") and lr != owner_lr:
@@ -461,13 +454,12 @@ class Net:
                 owned.append(False)
             else:
                 if name:
-                    self._param_owner_names[name] = (li, j, blobs[j], lr, decay)
+                    self._param_owner_names[name] = (li, blobs[j], lr, decay)
                 owned.append(True)
                 self._learnable.append(blobs[j])
                 self._learnable_lr.append(lr)
                 self._learnable_decay.append(decay)
             p_need.append(lr != 0)
-        self._param_specs.append(specs)
         self._param_owned.append(owned)
         return p_need
 
