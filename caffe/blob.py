@@ -198,10 +198,6 @@ class SyncedBuffer:
         self._hv = None
         self._dv = None
 
-    def set_from_host(self, value):
-        """Overwrite the host side; the device copy follows lazily."""
-        self.host().copy_(value)
-
     def zero_(self):
         """Zero the side in use (Caffe zeroes on the side that is head)."""
         if self._head == _UNINIT:

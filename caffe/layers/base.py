@@ -111,7 +111,11 @@ class CaffeLayer(nn.Module):
 
 
 class BlobLayer(CaffeLayer):
-    """A layer driven on Blobs, with an explicit backward (Caffe's C++ API)."""
+    """A layer driven on Blobs, with an explicit backward (Caffe's C++ API):
+    the Net calls ``setup``, ``reshape``, ``forward(bottom, top)`` and
+    ``backward(top, propagate_down, bottom)`` with lists of Blobs."""
+
+    _caffe_blob_layer = True
 
     def setup(self, bottom, top):
         pass
@@ -119,10 +123,10 @@ class BlobLayer(CaffeLayer):
     def reshape(self, bottom, top):
         pass
 
-    def forward_blobs(self, bottom, top):
-        raise NotImplementedError("%s.forward_blobs" % type(self).__name__)
+    def forward(self, bottom, top):
+        raise NotImplementedError("%s.forward" % type(self).__name__)
 
-    def backward_blobs(self, top, propagate_down, bottom):
+    def backward(self, top, propagate_down, bottom):
         pass
 
     def output_shapes(self, bottom_shapes):

@@ -65,7 +65,6 @@ def _point_top(blob, arr, shape=None):
 class _DataLayer(BlobLayer):
     """Common base: no bottoms, no backward."""
 
-    _caffe_blob_layer = True
     num_bottoms = (0, 0)
 
     def __init__(self, layer_param, bottom_shapes, phase):
