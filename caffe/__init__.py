@@ -8,7 +8,8 @@ __version__ = "1.0.0"
 from ._common import (TRAIN, TEST, init_log, log, set_mode_cpu, set_mode_gpu, set_device,
                       set_random_seed, solver_count, set_solver_count, solver_rank,
                       set_solver_rank, set_multiprocess, has_nccl)
-from .proto import caffe_pb2 as _caffe_pb2  # noqa: F401  (installs pycaffe's str())
+from .proto import shipped as _shipped_schema
+_shipped_schema()  # imports caffe_pb2 and installs pycaffe's str() on its messages
 from .blob import Blob, BlobVec
 from .layers import modules
 from .net import Net

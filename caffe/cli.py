@@ -354,21 +354,11 @@ class SignalHandler:
 
 
 def _read_solver_param(path):
-    try:
-        from .upgrade import read_solver_param
-    except ImportError:  # pragma: no cover
-        read_solver_param = None
     from . import protoio
-    protoio.check_file(path, "solver")
-    if read_solver_param is not None:
-        try:
-            return read_solver_param(path)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
-    param = protoio.read_text(path, protoio.pb2().SolverParameter())
-    if not param.HasField("snapshot_prefix"):
-        param.snapshot_prefix = os.path.splitext(path)[0]
-    return param
+    try:
+        return protoio.read_solver_param(path)
+    except ValueError as exc:           # upgrade conflicts (solver_type vs type)
+        raise CommandError(str(exc)) from None
 
 
 def train(flags):

@@ -7,7 +7,8 @@ PDF, SVG, ...) runs graphviz's ``dot`` program; ``get_pydot_graph(...)
 .to_string()`` and the ``.raw`` extension give the DOT source without it.
 """
 
-from .proto import caffe_pb2
+from . import atomic
+from .protoio import schema
 
 try:
     import pydotplus as pydot
@@ -43,7 +44,7 @@ _LEARNING_TYPES = ('Convolution', 'Deconvolution', 'InnerProduct')
 def get_pooling_types_dict():
     """``{number: name}`` of PoolingParameter.PoolMethod, e.g. ``{0: 'MAX',
     1: 'AVE', 2: 'STOCHASTIC'}``."""
-    enum = caffe_pb2.PoolingParameter.PoolMethod.DESCRIPTOR
+    enum = schema().PoolingParameter.PoolMethod.DESCRIPTOR
     return {value.number: name for name, value in enum.values_by_name.items()}
 
 
@@ -210,5 +211,4 @@ def draw_net_to_file(caffe_net, filename, rankdir='LR', phase=None,
     DOT source)."""
     ext = filename[filename.rfind('.') + 1:]
     image = draw_net(caffe_net, rankdir, ext, phase, display_lrm)
-    with open(filename, 'wb') as out:
-        out.write(image)
+    atomic.write_bytes(filename, image)

@@ -9,10 +9,7 @@ built); the output format follows the output file's extension.
 
 from argparse import ArgumentDefaultsHelpFormatter, ArgumentParser
 
-from google.protobuf import text_format
-
-from . import draw
-from .proto import caffe_pb2
+from . import draw, protoio
 
 
 def parse_args(argv=None):
@@ -41,14 +38,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    net = caffe_pb2.NetParameter()
-    with open(args.input_net_proto_file) as infile:
-        text_format.Merge(infile.read(), net)
+    net = protoio.read_text(args.input_net_proto_file, protoio.schema().NetParameter())
     print('Drawing net to %s' % args.output_image_file)
     if args.phase == 'TRAIN':
-        phase = caffe_pb2.TRAIN
+        phase = protoio.schema().TRAIN
     elif args.phase == 'TEST':
-        phase = caffe_pb2.TEST
+        phase = protoio.schema().TEST
     elif args.phase == 'ALL':
         phase = None
     else:

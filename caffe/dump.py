@@ -48,11 +48,14 @@ because their writers need the whole dict.
 import argparse
 import json
 import os
-import struct
 import sys
 from collections import OrderedDict
 
 import numpy as np
+
+from . import atomic, protoio
+from .protoio.wire import WireReader, signed
+from .upgrade import V1_LAYER_TYPES
 
 FORMATS = (".pt", ".h5", ".npz", ".npy", ".json")
 
@@ -72,9 +75,7 @@ _COUNTED_NAMES = {
     ("RNN", 5): ("W_xh", "b_h", "W_hh", "W_ho", "b_o"),
 }
 
-# V1LayerParameter.LayerType values whose names matter for naming blobs.
-_V1_TYPES = {4: "Convolution", 39: "Deconvolution", 14: "InnerProduct"}
-# V0 type strings likewise.
+# V0 layer type strings whose names matter for naming blobs.
 _V0_TYPES = {"conv": "Convolution", "innerproduct": "InnerProduct"}
 
 
@@ -91,103 +92,14 @@ def blob_names(layer_type, count):
 # ---------------------------------------------------------------------------
 # Streaming reader of binary NetParameter files
 # ---------------------------------------------------------------------------
-class _Scanner:
-    """Protobuf wire-format reads on a file object, positioned explicitly."""
-
-    def __init__(self, f, path, size):
-        self.f = f
-        self.path = path
-        self.size = size
-
-    def bad(self, what):
-        return DumpError("%s is not a Caffe caffemodel (binary NetParameter): %s"
-                         % (self.path, what))
-
-    def varint(self):
-        result = 0
-        shift = 0
-        f = self.f
-        while True:
-            b = f.read(1)
-            if not b:
-                raise self.bad("unexpected end of file inside a varint")
-            b = b[0]
-            result |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return result
-            shift += 7
-            if shift > 70:
-                raise self.bad("malformed varint")
-
-    def tag(self, end):
-        pos = self.f.tell()
-        t = self.varint()
-        field, wt = t >> 3, t & 7
-        if field == 0 or wt in (3, 4, 6, 7):
-            raise self.bad("invalid field tag %d (wire type %d) at byte %d" % (field, wt, pos))
-        return field, wt
-
-    def length(self, end):
-        n = self.varint()
-        if self.f.tell() + n > end:
-            raise self.bad("field length %d runs past the end of its message (byte %d)"
-                           % (n, self.f.tell()))
-        return n
-
-    def skip(self, wt, end):
-        if wt == 0:
-            self.varint()
-        elif wt == 1:
-            self.f.seek(8, 1)
-        elif wt == 5:
-            self.f.seek(4, 1)
-        elif wt == 2:
-            n = self.length(end)
-            self.f.seek(n, 1)
-        if self.f.tell() > end:
-            raise self.bad("truncated field at byte %d" % self.f.tell())
-
-    def raw_field(self, field, wt, end):
-        """The bytes of one field (tag included), for re-parsing with protobuf."""
-        out = bytearray(_encode_varint((field << 3) | wt))
-        if wt == 0:
-            out += _encode_varint(self.varint())
-        elif wt == 1:
-            out += self.f.read(8)
-        elif wt == 5:
-            out += self.f.read(4)
-        else:
-            n = self.length(end)
-            out += _encode_varint(n)
-            out += self.f.read(n)
-        return bytes(out)
-
-    def floats(self, n_bytes, dtype):
-        itemsize = np.dtype(dtype).itemsize
-        if n_bytes % itemsize:
-            raise self.bad("packed %s field of %d bytes" % (np.dtype(dtype).name, n_bytes))
-        count = n_bytes // itemsize
-        arr = np.empty(count, dtype=dtype)
-        got = self.f.readinto(memoryview(arr).cast("B"))
-        if got != n_bytes:
-            raise self.bad("file truncated inside a blob")
-        return arr
-
-
-def _encode_varint(v):
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _signed(v, bits=64):
-    return v - (1 << bits) if v >= 1 << (bits - 1) else v
+def _scanner(f, path, size):
+    """A protoio wire reader whose errors are DumpErrors naming the file."""
+    def bad(what):
+        return DumpError("%s is not a Caffe caffemodel (binary NetParameter): %s" % (path, what))
+    sc = WireReader(f, size, error=bad)
+    sc.path = path
+    sc.bad = bad
+    return sc
 
 
 class RawBlob:
@@ -211,27 +123,27 @@ def _read_blob(sc, end, where):
     while sc.f.tell() < end:
         field, wt = sc.tag(end)
         if field in (1, 2, 3, 4) and wt == 0:
-            legacy[field] = _signed(sc.varint(), 64)
+            legacy[field] = signed(sc.varint(), 64)
         elif field == 5 and wt == 2:
             chunks.append(sc.floats(sc.length(end), "<f4"))
         elif field == 5 and wt == 5:
-            single.append(struct.unpack("<f", sc.f.read(4))[0])
+            single.append(sc.float32(end))
         elif field == 8 and wt == 2:
             chunks.append(sc.floats(sc.length(end), "<f8"))
         elif field == 8 and wt == 1:
-            single_double.append(struct.unpack("<d", sc.f.read(8))[0])
+            single_double.append(sc.float64(end))
         elif field == 7 and wt == 2:
             n = sc.length(end)
             shape_end = sc.f.tell() + n
             while sc.f.tell() < shape_end:
                 f2, w2 = sc.tag(shape_end)
                 if f2 == 1 and w2 == 0:
-                    dims.append(_signed(sc.varint()))
+                    dims.append(signed(sc.varint()))
                 elif f2 == 1 and w2 == 2:
                     n = sc.length(shape_end)
                     pend = sc.f.tell() + n
                     while sc.f.tell() < pend:
-                        dims.append(_signed(sc.varint()))
+                        dims.append(signed(sc.varint()))
                 else:
                     sc.skip(w2, shape_end)
         else:
@@ -266,21 +178,16 @@ def _read_blob(sc, end, where):
 
 def _layer_meta(raw, v1):
     """(name, type) from a layer's non-blob fields."""
-    from .proto import caffe_pb2
-    msg = caffe_pb2.V1LayerParameter() if v1 else caffe_pb2.LayerParameter()
-    msg.ParseFromString(raw)
+    pb2 = protoio.schema()
+    msg = pb2.V1LayerParameter() if v1 else pb2.LayerParameter()
+    protoio.parse_binary(raw, msg, "a layer's fields")
     if v1:
         if msg.HasField("type"):
             try:
-                tname = caffe_pb2.V1LayerParameter.LayerType.Name(msg.type)
+                tname = pb2.V1LayerParameter.LayerType.Name(msg.type)
             except ValueError:
                 tname = str(msg.type)
-            try:
-                from .upgrade import V1_LAYER_TYPES
-                t = V1_LAYER_TYPES.get(tname, tname)
-            except ImportError:
-                t = _V1_TYPES.get(msg.type, tname)
-            return msg.name, t
+            return msg.name, V1_LAYER_TYPES.get(tname, tname)
         return msg.name, ""
     return msg.name, msg.type
 
@@ -292,9 +199,9 @@ def _read_v0_layer(sc, end, sink, index_base):
     while sc.f.tell() < end:
         field, wt = sc.tag(end)
         if field == 1 and wt == 2:
-            name = sc.f.read(sc.length(end)).decode("utf-8", "replace")
+            name = sc.fixed(sc.length(end), end).decode("utf-8", "replace")
         elif field == 2 and wt == 2:
-            type_ = sc.f.read(sc.length(end)).decode("utf-8", "replace")
+            type_ = sc.fixed(sc.length(end), end).decode("utf-8", "replace")
         elif field == 50 and wt == 2:
             n = sc.length(end)
             bend = sc.f.tell() + n
@@ -348,7 +255,7 @@ def iter_blobs(path, layer_types=None, progress=None):
         return
     found = 0
     with open(path, "rb", buffering=1 << 16) as f:
-        sc = _Scanner(f, path, size)
+        sc = _scanner(f, path, size)
         while f.tell() < size:
             field, wt = sc.tag(size)
             if field in (100, 2) and wt == 2:
@@ -375,7 +282,7 @@ def iter_blobs(path, layer_types=None, progress=None):
 def _has_layers(path):
     try:
         with open(path, "rb") as f:
-            sc = _Scanner(f, path, os.path.getsize(path))
+            sc = _scanner(f, path, os.path.getsize(path))
             while f.tell() < sc.size:
                 field, wt = sc.tag(sc.size)
                 if field in (100, 2) and wt == 2:
@@ -410,7 +317,6 @@ def _iter_hdf5(path, layer_types, progress):
 
 
 def prototxt_layer_types(prototxt):
-    from . import protoio
     param = protoio.read_net_param(prototxt)
     return OrderedDict((l.name, l.type) for l in param.layer)
 

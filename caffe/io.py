@@ -14,10 +14,7 @@ Image back ends, in order of preference:
 """
 import numpy as np
 
-try:
-    from caffe.proto import caffe_pb2
-except Exception:  # pragma: no cover - protobuf module missing / broken
-    caffe_pb2 = None
+from caffe import protoio
 
 try:
     import skimage
@@ -45,11 +42,15 @@ __all__ = [
 
 
 def _pb():
-    global caffe_pb2
-    if caffe_pb2 is None:
-        from caffe.proto import caffe_pb2 as mod
-        caffe_pb2 = mod
-    return caffe_pb2
+    """The active schema (a loaded fork's caffe.proto applies here too)."""
+    return protoio.schema()
+
+
+def __getattr__(name):
+    # pycaffe's io module exposes ``caffe_pb2``: give the active schema
+    if name == "caffe_pb2":
+        return protoio.schema()
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
 # ---------------------------------------------------------------------------

@@ -12,10 +12,22 @@ Only protobuf is needed here: nothing in this module touches the Net runtime.
 
 from collections import Counter, OrderedDict
 
-from .proto import caffe_pb2
+from .protoio import schema
 
 __all__ = ['param_name_dict', 'to_proto', 'assign_proto', 'Top', 'Function',
            'NetSpec', 'Layers', 'Parameters', 'layers', 'params']
+
+
+_param_name_cache = {}
+
+
+def _param_names():
+    """param_name_dict() of the active schema, computed once per schema."""
+    pb2 = schema()
+    names = _param_name_cache.get(pb2)
+    if names is None:
+        names = _param_name_cache[pb2] = param_name_dict()
+    return names
 
 
 def param_name_dict():
@@ -27,7 +39,7 @@ def param_name_dict():
     ``caffe.proto`` are picked up automatically.
     """
     result = {}
-    for field in caffe_pb2.LayerParameter.DESCRIPTOR.fields:
+    for field in schema().LayerParameter.DESCRIPTOR.fields:
         if not field.name.endswith('_param') or field.message_type is None:
             continue
         message_name = field.message_type.name
@@ -50,7 +62,7 @@ def to_proto(*tops):
         # a top-less layer (ntop=0) is its own Function; accept it too
         fn = top if isinstance(top, Function) else top.fn
         fn._to_proto(layer_protos, {}, counter)
-    net = caffe_pb2.NetParameter()
+    net = schema().NetParameter()
     net.layer.extend(layer_protos.values())
     return net
 
@@ -151,7 +163,7 @@ class Function(object):
             bottom._to_proto(layers, names, autonames)
             bottom_names.append(layers[bottom.fn].top[bottom.n])
 
-        layer = caffe_pb2.LayerParameter()
+        layer = schema().LayerParameter()
         layer.type = self.type_name
         layer.bottom.extend(bottom_names)
         if self.in_place:
@@ -168,7 +180,7 @@ class Function(object):
                 assign_proto(layer, key, value)
                 continue
             try:
-                prefix = _param_names.get(self.type_name) or \
+                prefix = _param_names().get(self.type_name) or \
                     _PARAM_ALIASES[self.type_name]
                 assign_proto(getattr(layer, prefix + '_param'), key, value)
             except (AttributeError, KeyError):
@@ -215,7 +227,7 @@ class NetSpec(object):
         layer_protos = OrderedDict()
         for top in self.tops.values():
             top._to_proto(layer_protos, names, autonames)
-        net = caffe_pb2.NetParameter()
+        net = schema().NetParameter()
         net.layer.extend(layer_protos.values())
         return net
 
@@ -257,7 +269,7 @@ class _ParameterConstants(object):
     def __getattr__(self, const):
         if const.startswith('__') and const.endswith('__'):
             raise AttributeError(const)
-        return getattr(getattr(caffe_pb2, self._name + 'Parameter'), const)
+        return getattr(getattr(schema(), self._name + 'Parameter'), const)
 
 
 class Parameters(object):
@@ -269,7 +281,6 @@ class Parameters(object):
         return _ParameterConstants(name)
 
 
-_param_names = param_name_dict()
 
 # Layer types that read a parameter message named after another type.  pycaffe
 # has no entry for them, so flat kwargs such as L.Deconvolution(x,

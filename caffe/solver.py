@@ -51,30 +51,9 @@ def _f(x):
 def _read_solver_param(param_file):
     """A SolverParameter from a prototxt path (upgraded, default snapshot_prefix)
     or a copy of a SolverParameter message."""
-    pb2 = protoio.pb2()
-    if hasattr(param_file, "DESCRIPTOR"):
-        param = pb2.SolverParameter()
-        param.CopyFrom(param_file)
-        try:
-            from . import upgrade
-            upgrade.upgrade_solver(param, "<SolverParameter>")
-        except ImportError:  # pragma: no cover
-            pass
-        return param
-    protoio.check_file(param_file, "solver")
     try:
-        from . import upgrade
-        reader = upgrade.read_solver_param
-    except (ImportError, AttributeError):  # pragma: no cover - upgrade ships with the package
-        reader = None
-    if reader is None:  # pragma: no cover
-        param = protoio.read_text(param_file, pb2.SolverParameter())
-        if not param.HasField("snapshot_prefix"):
-            param.snapshot_prefix = os.path.splitext(str(param_file))[0]
-        return param
-    try:
-        return reader(str(param_file))
-    except ValueError as exc:
+        return protoio.read_solver_param(param_file)
+    except ValueError as exc:           # upgrade conflicts (solver_type vs type)
         raise SolverError(str(exc)) from None
 
 
@@ -650,13 +629,7 @@ class SGDSolver(Solver):
         self._iter = state.iter
         if state.HasField("learned_net"):
             protoio.check_file(state.learned_net, "learned_net of %s" % state_file)
-            weights = protoio.read_binary(state.learned_net, pb2.NetParameter())
-            try:
-                from . import upgrade
-                if upgrade.net_needs_upgrade(weights):
-                    upgrade.upgrade_net(weights, state.learned_net)
-            except ImportError:  # pragma: no cover
-                pass
+            weights = protoio.read_net_param(state.learned_net, binary=True)
             self._net.copy_from_proto(weights, source=state.learned_net)
         self._current_step = state.current_step
         if len(state.history) != len(self._history):

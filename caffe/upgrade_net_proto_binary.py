@@ -9,11 +9,11 @@ cannot be parsed.
 """
 import sys
 
-from caffe.upgrade import _run_tool
+from caffe.upgrade_cli import run_tool
 
 
 def main(argv=None):
-    return _run_tool(argv, "upgrade_net_proto_binary",
+    return run_tool(argv, "upgrade_net_proto_binary",
                      "v0_net_proto_file_in net_proto_file_out",
                      "NetParameter", binary=True, solver=False)
 

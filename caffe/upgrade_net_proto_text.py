@@ -8,11 +8,11 @@ success, 1 on usage or upgrade errors, 2 if IN cannot be parsed.
 """
 import sys
 
-from caffe.upgrade import _run_tool
+from caffe.upgrade_cli import run_tool
 
 
 def main(argv=None):
-    return _run_tool(argv, "upgrade_net_proto_text",
+    return run_tool(argv, "upgrade_net_proto_text",
                      "v0_net_proto_file_in net_proto_file_out",
                      "NetParameter", binary=False, solver=False)
 

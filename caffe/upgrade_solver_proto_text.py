@@ -8,11 +8,11 @@ Same behaviour and output as Caffe's ``build/tools/upgrade_solver_proto_text``
 """
 import sys
 
-from caffe.upgrade import _run_tool
+from caffe.upgrade_cli import run_tool
 
 
 def main(argv=None):
-    return _run_tool(argv, "upgrade_solver_proto_text",
+    return run_tool(argv, "upgrade_solver_proto_text",
                      "old_solver_proto_file_in solver_proto_file_out",
                      "SolverParameter", binary=False, solver=True)
 

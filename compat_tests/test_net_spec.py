@@ -313,7 +313,7 @@ def test_param_name_dict():
     assert names['Pooling'] == 'pooling'
     for no_message in ('Deconvolution', 'SoftmaxWithLoss', 'Split'):
         assert no_message not in names
-    assert net_spec._param_names == names
+    assert net_spec._param_names() == names
 
 
 def test_kwargs_routing():

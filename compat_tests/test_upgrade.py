@@ -15,7 +15,7 @@ if ROOT not in sys.path:
 
 from google.protobuf import text_format  # noqa: E402
 
-from caffe import upgrade  # noqa: E402
+from caffe import protoio, upgrade  # noqa: E402
 from caffe import upgrade_net_proto_binary, upgrade_net_proto_text  # noqa: E402
 from caffe import upgrade_solver_proto_text  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
@@ -60,7 +60,7 @@ def test_upgrade_api_matches_golden():
     net = text_format.Parse(open(V1_TXT).read(), caffe_pb2.NetParameter())
     assert upgrade.net_needs_upgrade(net)
     assert upgrade.upgrade_net(net, V1_TXT) is True
-    assert upgrade.format_text(net) == open(UPGRADED_TXT).read()
+    assert protoio.format_text(net) == open(UPGRADED_TXT).read()
     assert not upgrade.net_needs_upgrade(net)
     assert upgrade.upgrade_net(net, V1_TXT) is False
     # the printer agrees with parsing the golden file back
@@ -199,7 +199,7 @@ def test_v1_data_transform_upgrade():
     # like Caffe, every DATA layer ends up with (possibly empty) sub-messages
     plain = net.layer[2]
     assert plain.HasField("data_param") and plain.HasField("transform_param")
-    text = upgrade.format_text(plain)
+    text = protoio.format_text(plain)
     assert "data_param {\n}\n" in text and "transform_param {\n}\n" in text
 
 
@@ -411,7 +411,7 @@ def test_input_shape_form():
     assert [l.name for l in net.layer] == ["input", "ip"]
     assert list(net.layer[0].top) == ["data", "label"]
     assert [list(s.dim) for s in net.layer[0].input_param.shape] == [[10, 3], [10]]
-    assert upgrade.format_text(net.layer[0]) == (
+    assert protoio.format_text(net.layer[0]) == (
         'name: "input"\ntype: "Input"\ntop: "data"\ntop: "label"\n'
         'input_param {\n  shape {\n    dim: 10\n    dim: 3\n  }\n'
         '  shape {\n    dim: 10\n  }\n}\n')
@@ -517,7 +517,7 @@ def test_text_printer_formats():
     lp.loss_weight.extend([1.0, 0.1, 1e-5, 1.0 / 3, 123456789.0, float("inf"), float("-inf")])
     lp.propagate_down.append(False)
     lp.phase = caffe_pb2.TEST
-    text = upgrade.format_text(lp)
+    text = protoio.format_text(lp)
     assert text == ('name: "q\\"\\\\\\n\\001\\303\\251"\n'
                     'loss_weight: 1\nloss_weight: 0.1\nloss_weight: 1e-05\n'
                     'loss_weight: 0.333333343\nloss_weight: 123456792\n'
@@ -532,7 +532,7 @@ def test_text_printer_unknown_fields():
     bp.num = 2
     raw = bp.SerializeToString() + bytes([0xF8, 0x06, 0x07])  # field 111 varint 7
     msg = caffe_pb2.BlobProto.FromString(raw)
-    assert upgrade.format_text(msg) == "num: 2\n111: 7\n"
+    assert protoio.format_text(msg) == "num: 2\n111: 7\n"
 
 
 # --------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import threading
 import numpy as np
 import torch
 
-from .. import _common
+from .. import _common, protoio
 from .base import BlobLayer, LayerError
 from .registry import register_layer
 
@@ -314,8 +314,7 @@ class _DBLoader:
         self.offset = 0
         self.where = where
         self.cursor = None
-        from ..proto import caffe_pb2
-        self.Datum = caffe_pb2.Datum
+        self.Datum = protoio.schema().Datum
 
     def _error(self, key, message):
         k = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
@@ -396,7 +395,6 @@ class DataLayer(_PrefetchingLayer):
 
     def setup(self, bottom, top):
         from ..tools._db import DBError
-        from ..proto import caffe_pb2
         self.output_labels = len(top) > 1
         transformer = self._make_transformer()
         try:
@@ -415,11 +413,11 @@ class DataLayer(_PrefetchingLayer):
             for _ in range(skip):
                 _cursor_advance(cur)
             key = cur.key()
-            datum = caffe_pb2.Datum()
             try:
-                datum.ParseFromString(cur.value())
+                datum = protoio.parse_binary(cur.value(), protoio.schema().Datum(),
+                                             "the value")
                 shape = transformer.infer_shape(transformer.datum_array(datum).shape)
-            except ValueError as exc:
+            except (ValueError, protoio.CaffeFileError) as exc:
                 raise self.data_error("key %r: %s" % (key.decode("utf-8", "replace"), exc),
                                       self.source) from None
         finally:
@@ -960,8 +958,7 @@ class DummyDataLayer(_DataLayer):
                 s = p.shape[0 if len(p.shape) == 1 else i]
                 self.shapes.append(tuple(int(d) for d in s.dim))
         if nf == 0:
-            from ..proto import caffe_pb2
-            f = caffe_pb2.FillerParameter()
+            f = protoio.schema().FillerParameter()
             f.type = "constant"
             f.value = 0
             self.fillers = [f]

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import torch
 
+from .. import protoio
 from .base import CaffeLayer
 from .registry import register_layer
 
@@ -235,12 +236,9 @@ class _InfogainLossFn(torch.autograd.Function):
 
 
 def _read_blobproto_file(layer, path, field):
-    from ..proto import caffe_pb2
-    proto = caffe_pb2.BlobProto()
     try:
-        with open(path, "rb") as f:
-            proto.ParseFromString(f.read())
-    except OSError as e:
+        proto = protoio.read_binary(path, protoio.schema().BlobProto())
+    except (OSError, protoio.CaffeFileError) as e:
         raise layer.error("cannot read %r: %s" % (path, e), field=field)
     if any(proto.HasField(k) for k in ("num", "channels", "height", "width")):
         shape = (proto.num, proto.channels, proto.height, proto.width)

@@ -1,8 +1,9 @@
 """Caffe's protobuf schema.
 
-``from caffe.proto import caffe_pb2`` works as in pycaffe: ``caffe_pb2`` is the
-module generated from the shipped ``caffe.proto`` (BVLC master plus the layer
-parameters of the common forks), and needs only ``protobuf`` at run time.
+``from caffe.proto import caffe_pb2`` works as in pycaffe: by default
+``caffe_pb2`` is the module generated from the shipped ``caffe.proto`` (BVLC
+master plus the layer parameters of the common forks), and needs only
+``protobuf`` at run time.
 
 Users with their own fork's ``caffe.proto`` can compile it at run time::
 
@@ -10,8 +11,10 @@ Users with their own fork's ``caffe.proto`` can compile it at run time::
     pb2 = caffe.proto.load('/path/to/fork/caffe.proto')   # needs grpcio-tools
 
 or set the environment variable ``CAFFE_PROTO=/path/to/fork/caffe.proto``.
-Code that parses user files calls :func:`active` to get the schema to use: the
-user-loaded one if any, else the shipped ``caffe_pb2``.
+From then on the fork's module *is* the schema everywhere: the attribute
+``caffe.proto.caffe_pb2`` (so ``from caffe.proto import caffe_pb2``) returns
+it, and the package's own modules get their schema from :func:`active` (via
+``caffe.protoio.schema``) at call time, never from an import-time binding.
 
 A loaded schema lives in its own descriptor pool, so it never clashes with the
 shipped ``caffe_pb2`` (both use package ``caffe``) and several can coexist.
@@ -24,7 +27,7 @@ import tempfile
 import threading
 import types
 
-__all__ = ["caffe_pb2", "load", "active", "reset", "ProtoCompileError"]
+__all__ = ["caffe_pb2", "load", "active", "shipped", "reset", "ProtoCompileError"]
 
 ENV_VAR = "CAFFE_PROTO"
 
@@ -38,16 +41,44 @@ class ProtoCompileError(RuntimeError):
     """protoc rejected a user caffe.proto (message includes protoc's output)."""
 
 
-def __getattr__(name):
-    # Import the generated module lazily, so that `python -m
-    # caffe.proto.regenerate` works even when caffe_pb2.py is missing/stale.
-    if name == "caffe_pb2":
+_shipped = None      # the generated caffe_pb2 module, once imported
+
+
+def shipped():
+    """The module generated from the shipped caffe.proto, whatever is active.
+
+    Imported lazily so that ``python -m caffe.proto.regenerate`` works even
+    when caffe_pb2.py is missing or stale."""
+    global _shipped
+    if _shipped is None:
         mod = importlib.import_module(__name__ + ".caffe_pb2")
         from . import pytext
         pytext.install(mod)
-        globals()["caffe_pb2"] = mod
-        return mod
-    raise AttributeError("module %r has no attribute %r" % (__name__, name))
+        _shipped = mod
+    return _shipped
+
+
+class _ProtoPackage(types.ModuleType):
+    """This package's module type: ``caffe_pb2`` is the *active* schema.
+
+    The import system sets ``caffe_pb2`` on the package when it imports the
+    generated submodule; that assignment records the shipped module and never
+    hides a loaded fork."""
+
+    @property
+    def caffe_pb2(self):
+        return active()
+
+    @caffe_pb2.setter
+    def caffe_pb2(self, module):
+        global _shipped
+        if _shipped is None and getattr(module, "__name__", "") == __name__ + ".caffe_pb2":
+            from . import pytext
+            pytext.install(module)
+            _shipped = module
+
+
+sys.modules[__name__].__class__ = _ProtoPackage
 
 
 def _build_module(fds_bytes, proto_path, modname):
@@ -145,7 +176,7 @@ def active():
                 _env_loaded = (env, mod)
                 return mod
             return _env_loaded[1]
-    return __getattr__("caffe_pb2")
+    return shipped()
 
 
 def reset():

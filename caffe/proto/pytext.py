@@ -33,7 +33,7 @@ def is_repeated(field):
     """Whether a field is repeated, across protobuf versions (``label`` went away)."""
     flag = getattr(field, "is_repeated", None)
     if flag is not None:
-        return flag
+        return flag() if callable(flag) else bool(flag)
     return field.label == FieldDescriptor.LABEL_REPEATED
 
 

@@ -53,16 +53,22 @@ def _datum_values(datum):
 
 def compute_image_mean(input_db, output_file=None, backend='lmdb'):
     """Library form of the tool.  Returns the ``BlobProto`` of the mean."""
-    from caffe.proto import caffe_pb2
+    from caffe import protoio
     from caffe.tools._db import open_db
+
+    def parse_datum(cur):
+        try:
+            return protoio.parse_binary(cur.value(), protoio.schema().Datum(), 'the value')
+        except protoio.CaffeFileError as exc:
+            raise MeanError('{}: key {!r}: not a Datum: {}'.format(input_db, cur.key(), exc)) \
+                from None
 
     db = open_db(input_db, backend, 'r')
     try:
         cur = db.cursor()
         if not cur.valid():
             raise MeanError('database {} is empty'.format(input_db))
-        first = caffe_pb2.Datum()
-        first.ParseFromString(cur.value())
+        first = parse_datum(cur)
         if decode_datum_native(first):
             log('I', 'Decoding Datum')
         channels, height, width = first.channels, first.height, first.width
@@ -72,8 +78,7 @@ def compute_image_mean(input_db, output_file=None, backend='lmdb'):
         log('I', 'Starting iteration')
         count = 0
         while cur.valid():
-            datum = caffe_pb2.Datum()
-            datum.ParseFromString(cur.value())
+            datum = parse_datum(cur)
             decode_datum_native(datum)
             n = max(len(datum.data), len(datum.float_data))
             if n != data_size:
@@ -98,7 +103,7 @@ def compute_image_mean(input_db, output_file=None, backend='lmdb'):
         log('I', 'Processed {} files.'.format(count))
     mean = np.divide(sums, np.float32(count), dtype=np.float32)
 
-    blob = caffe_pb2.BlobProto()
+    blob = protoio.schema().BlobProto()
     blob.num = 1
     blob.channels = channels
     blob.height = height
@@ -106,8 +111,7 @@ def compute_image_mean(input_db, output_file=None, backend='lmdb'):
     blob.data.extend(mean.tolist())
     if output_file is not None:
         log('I', 'Write to {}'.format(output_file))
-        with open(output_file, 'wb') as f:
-            f.write(blob.SerializeToString())
+        protoio.write_binary(output_file, blob)
     dim = height * width
     log('I', 'Number of channels: {}'.format(channels))
     for c in range(channels):

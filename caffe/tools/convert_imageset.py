@@ -148,7 +148,7 @@ def convert_imageset(root_folder, listfile, db_name, gray=False,
                      resize_height=0, check_size=False, encoded=False,
                      encode_type='', show_progress=True):
     """Library form of the tool.  Returns ``(written, failed_files)``."""
-    from caffe.proto import caffe_pb2
+    from caffe import protoio
     from caffe.tools._db import open_db
 
     is_color = not gray
@@ -183,7 +183,7 @@ def convert_imageset(root_folder, listfile, db_name, gray=False,
                         .format(fname))
                 enc = fname[p + 1:].lower()
             path = root_folder + fname
-            datum = caffe_pb2.Datum()
+            datum = protoio.schema().Datum()
             if not read_image_to_datum(path, label, resize_height,
                                        resize_width, is_color, enc, datum):
                 log('E', 'Could not open or find file {}'.format(path))

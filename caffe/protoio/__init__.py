@@ -1,10 +1,21 @@
-"""Reading and writing Caffe's protobuf files, with errors that name the file,
-the layer and the field instead of a bare protobuf traceback."""
+"""The one place that reads and writes Caffe's protobuf files.
+
+Every module gets the schema from :func:`schema` (a fork's caffe.proto loaded
+with ``caffe.proto.load`` or ``$CAFFE_PROTO`` applies everywhere), reads
+prototxt/binary files through ``read_*`` (errors name the file, line, layer
+and field instead of a bare protobuf traceback) and writes through
+``write_*`` (atomic: a crash never leaves a truncated file). ``upgrade`` only
+transforms messages; ``protoio.text`` is the C++-exact text printer and
+``protoio.wire`` the streaming wire-format scanner.
+"""
 import os
 import re
 
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
+
+from .. import atomic, upgrade
+from .text import format_text
 
 
 class CaffeFileError(RuntimeError):
@@ -18,9 +29,13 @@ def check_file(path, what="file"):
         raise CaffeFileError("Could not open file %s (%s not found)" % (path, what))
 
 
-def pb2():
-    from . import proto
+def schema():
+    """The active schema module (``caffe_pb2`` or a loaded fork's)."""
+    from .. import proto
     return proto.active()
+
+
+pb2 = schema
 
 
 _LAYER_NAME = re.compile(r'\bname\s*:\s*"([^"]*)"')
@@ -108,44 +123,68 @@ def read_binary(path, message):
     check_file(path)
     with open(path, "rb") as f:
         data = f.read()
+    return parse_binary(data, message, source=str(path))
+
+
+def parse_binary(data, message, source="<bytes>"):
+    """``message.ParseFromString(data)`` with an error naming ``source``."""
     try:
         message.ParseFromString(data)
-    except DecodeError as exc:
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        name = message.DESCRIPTOR.name
         raise CaffeFileError("Could not parse %s as a binary %s (%d bytes): %s -- the file is "
-                             "truncated or not a %s" % (path, message.DESCRIPTOR.name, len(data),
-                                                        exc, message.DESCRIPTOR.name)) from None
+                             "truncated or not a %s" % (source, name, len(data), exc,
+                                                        name)) from None
     return message
 
 
 def write_binary(path, message):
-    with open(path, "wb") as f:
-        f.write(message.SerializeToString())
+    """Caffe's ``WriteProtoToBinaryFile``, atomically."""
+    atomic.write_bytes(path, message.SerializeToString())
 
 
 def write_text(path, message):
-    with open(path, "w") as f:
-        f.write(text_format.MessageToString(message))
+    """Caffe's ``WriteProtoToTextFile`` (C++ printer's exact text), atomically."""
+    atomic.write_bytes(path, format_text(message).encode("utf-8", "surrogateescape"))
 
 
-def read_net_param(path_or_param):
-    """A NetParameter from a prototxt path, text, or message, upgraded to V2."""
-    p = pb2()
+def read_net_param(path_or_param, binary=False, upgrade=True):
+    """A NetParameter from a prototxt path (binary file when ``binary``), text
+    or message, upgraded to the current format like Caffe's
+    ``ReadNetParamsFrom{Text,Binary}FileOrDie``."""
+    p = schema()
     if hasattr(path_or_param, "DESCRIPTOR"):
         param = p.NetParameter()
         param.CopyFrom(path_or_param)
         source = "<NetParameter>"
+    elif binary:
+        param = read_binary(path_or_param, p.NetParameter())
+        source = str(path_or_param)
     else:
         param = read_text(path_or_param, p.NetParameter())
         source = str(path_or_param)
-    upgrade_net(param, source)
+    if upgrade:
+        upgrade_net(param, source)
+    return param
+
+
+def read_solver_param(path_or_param):
+    """Caffe's ``ReadSolverParamsFromTextFileOrDie``: upgraded, and with the
+    default ``snapshot_prefix`` derived from the file name."""
+    p = schema()
+    if hasattr(path_or_param, "DESCRIPTOR"):
+        param = p.SolverParameter()
+        param.CopyFrom(path_or_param)
+        upgrade.upgrade_solver(param, "<SolverParameter>")
+        return param
+    check_file(path_or_param, "solver")
+    param = read_text(path_or_param, p.SolverParameter())
+    upgrade.upgrade_solver(param, str(path_or_param))
+    upgrade.upgrade_snapshot_prefix(path_or_param, param)
     return param
 
 
 def upgrade_net(param, source):
-    try:
-        from . import upgrade
-    except ImportError:  # pragma: no cover - upgrade module always ships
-        return param
     if upgrade.net_needs_upgrade(param):
         upgrade.upgrade_net(param, source)
     return param
