@@ -35,7 +35,10 @@ def __getattr__(name):
     if name in ("Detector",):
         from .detector import Detector
         return Detector
-    if name in ("NCCL", "Timer"):
+    if name in ("Timer",):
         from . import _extras
         return getattr(_extras, name)
+    if name in ("NCCL",):
+        from .distributed import NCCL
+        return NCCL
     raise AttributeError("module 'caffe' has no attribute %r" % (name,))

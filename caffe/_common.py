@@ -128,4 +128,16 @@ def set_multiprocess(flag):
 
 
 def has_nccl():
-    return False
+    """True when torch.distributed is there: ``caffe.NCCL`` runs on it."""
+    import torch.distributed as dist
+    return dist.is_available()
+
+
+class _RootSolverOnly(logging.Filter):
+    """Caffe's LOG_IF(INFO, root_solver()): ranks > 0 log warnings and errors only."""
+
+    def filter(self, record):
+        return record.levelno >= logging.WARNING or _state["solver_rank"] == 0
+
+
+logger.addFilter(_RootSolverOnly())

@@ -1,4 +1,4 @@
-"""pycaffe's ``Timer`` and the ``NCCL`` stub of builds without NCCL."""
+"""pycaffe's ``Timer`` (``caffe.NCCL`` lives in caffe.distributed)."""
 import time
 import warnings
 
@@ -73,11 +73,3 @@ class Timer:
     def initted(self):
         return True
 
-
-class NCCL:
-    """Stub of pycaffe's NCCL for builds without USE_NCCL: only the constructor,
-    as in a CPU build of pycaffe (``caffe.has_nccl()`` is False)."""
-
-    def __init__(self, solver, uid):
-        self.solver = solver
-        self.uid = uid

@@ -382,11 +382,35 @@ def train(flags):
             param.solver_mode == pb2.GPU:
         flags["gpu"] = str(param.device_id) if param.HasField("device_id") else "0"
     gpus = get_gpus(flags)
+    from . import distributed
+    world = distributed.env_world()
+    if (world is None or world[1] <= 1) and len(gpus) > 1:
+        return _spawn_training(flags, gpus)
+    try:
+        return _train_in_this_process(flags, param, gpus, world, get_solver)
+    except distributed.DistributedError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _train_in_this_process(flags, param, gpus, world, get_solver):
+    """One solver: a single-process run, or one rank of a torchrun / ``-gpu``
+    group (its device is ``gpus[LOCAL_RANK]``; Gloo on the CPU without CUDA)."""
+    import caffe
+    import torch
+    from . import distributed
+    rank = None
+    if world is not None and world[1] > 1:
+        rank, size, local = world
+        device = None
+        if gpus and torch.cuda.is_available():
+            device = gpus[local] if local < len(gpus) else local
+        elif gpus:
+            logger.warning("CUDA is not available: rank %d trains on the CPU", rank)
+        gpus = [device] if device is not None else []
     if not gpus:
         logger.info("Use CPU.")
         _common.set_mode_cpu()
     else:
-        import torch
         logger.info("Using GPUs %s", ", ".join(str(g) for g in gpus))
         for g in gpus:
             if torch.cuda.is_available() and g < torch.cuda.device_count():
@@ -394,7 +418,10 @@ def train(flags):
         param.device_id = gpus[0]
         caffe.set_device(gpus[0])
         caffe.set_mode_gpu()
-        caffe.set_solver_count(len(gpus))
+    if rank is not None:
+        distributed.init_from_env()
+    else:
+        distributed.from_solver_param(param)
     handler = SignalHandler(_requested_action(flags["sigint_effect"]),
                             _requested_action(flags["sighup_effect"]))
     if flags["snapshot"]:
@@ -407,13 +434,44 @@ def train(flags):
     if flags["snapshot"]:
         logger.info("Resuming from %s", flags["snapshot"])
         solver.restore(flags["snapshot"])
+    if _common.solver_count() > 1:
+        nccl = distributed.NCCL(solver)
+        nccl.bcast()
+        solver.add_callback(nccl)
+        if solver.param.layer_wise_reduce:
+            solver.net.after_backward(nccl)
     logger.info("Starting Optimization")
-    if len(gpus) > 1:
-        raise CommandError("Multi-GPU execution not available - rebuild with USE_NCCL")
-    with handler:
-        solver.solve()
+    try:
+        with handler:
+            solver.solve()
+    finally:
+        distributed.shutdown()
     logger.info("Optimization Done.")
     return 0
+
+
+def _spawn_training(flags, gpus):
+    """``caffe train -gpu 0,1``: one process per device, joined through a local
+    rendezvous; any rank failing fails the run."""
+    import torch
+    from . import distributed
+    if not torch.cuda.is_available():
+        logger.warning("CUDA is not available: -gpu %s trains %d processes on the CPU (Gloo)",
+                       flags["gpu"], len(gpus))
+    logger.info("Using GPUs %s", ", ".join(str(g) for g in gpus))
+    failed = distributed.spawn(_train_worker, len(gpus), (dict(flags),))
+    if failed:
+        raise CommandError(failed)
+    logger.info("Optimization Done.")
+    return 0
+
+
+def _train_worker(rank, flags):
+    """A rank spawned by ``caffe train -gpu``: the torchrun path, in-process."""
+    _common.init_log(0)
+    code = train(flags)
+    if code:
+        sys.exit(code)
 
 
 COMMANDS = {"train": train, "test": test, "device_query": device_query, "time": time_}

@@ -57,6 +57,11 @@ def _read_solver_param(param_file):
         raise SolverError(str(exc)) from None
 
 
+def _is_root():
+    """Caffe's ``root_solver()``: rank 0 tests, displays and snapshots."""
+    return _common.solver_rank() == 0
+
+
 # ---------------------------------------------------------------------------
 # Solver base: nets, the training loop, testing, snapshots
 # ---------------------------------------------------------------------------
@@ -206,7 +211,7 @@ class Solver:
 
     def _check_snapshot_write_permissions(self):
         p = self._param
-        if not p.snapshot:
+        if not p.snapshot or not _is_root():
             return
         if not p.HasField("snapshot_prefix"):
             raise SolverError("%s: In solver params, snapshot is specified but snapshot_prefix "
@@ -267,9 +272,10 @@ class Solver:
         display_every = p.display
         iter_size = p.iter_size
         callbacks = self._callbacks
+        root = _is_root()
         while self._iter < stop_iter:
             net.clear_param_diffs()
-            if test_interval and self._iter % test_interval == 0 and \
+            if root and test_interval and self._iter % test_interval == 0 and \
                     (self._iter > 0 or p.test_initialization):
                 self.test_all()
                 if self._requested_early_exit:
@@ -287,7 +293,7 @@ class Solver:
             for _, on_ready in callbacks:
                 on_ready()
             self.apply_update()
-            if p.snapshot and self._iter % p.snapshot == 0:
+            if root and p.snapshot and self._iter % p.snapshot == 0:
                 self.snapshot()
             if self._requested_early_exit:
                 break
@@ -342,6 +348,8 @@ class Solver:
             self.restore(resume_file)
         start_iter = self._iter
         self.step(p.max_iter - self._iter)
+        if not _is_root():          # Caffe's workers only Step
+            return
         if p.snapshot_after_train and (not p.snapshot or self._iter % p.snapshot != 0):
             self.snapshot()
         if self._requested_early_exit:

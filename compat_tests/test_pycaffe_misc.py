@@ -1,5 +1,5 @@
 """pycaffe odds and ends: layer_type_list (test_layer_type_list.py), Timer,
-the NCCL stub of a build without NCCL, and the names ``import caffe`` gives."""
+caffe.NCCL's argument checks, and the names ``import caffe`` gives."""
 import time
 import warnings
 
@@ -43,11 +43,12 @@ def test_timer_ms_stops_a_running_timer():
     assert not t.running
 
 
-def test_nccl_stub():
-    assert caffe.has_nccl() is False
-    n = caffe.NCCL(None, b"uid")
-    assert not hasattr(caffe.NCCL, "new_uid")
-    assert n is not None
+def test_nccl_needs_a_solver_count_or_group():
+    assert caffe.has_nccl() is True
+    uid = caffe.NCCL.new_uid()
+    assert uid.startswith("file://")
+    with pytest.raises(RuntimeError, match="set_solver_count"):
+        caffe.NCCL(None, uid)
 
 
 def test_top_level_names():

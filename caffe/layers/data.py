@@ -132,6 +132,7 @@ class HDF5DataLayer(_DataLayer):
         self.current_file = 0
         self._load(self.files[self.file_perm[0]])
         self.current_row = 0
+        self.offset = 0                 # rows passed so far, for Caffe's Skip()
         for blob, shape in zip(top, self.row_shapes):
             blob.reshape(self.batch_size, *shape)
 
@@ -189,8 +190,28 @@ class HDF5DataLayer(_DataLayer):
             if self.shuffle:
                 _common.numpy_rng().shuffle(self.data_perm)
 
+    def _forward_skipping(self, top, size, rank):
+        """Caffe's HDF5DataLayer::Skip: with N solvers in TRAIN, rank r keeps row
+        number i (counted over all rows passed) when i % N == r."""
+        rows = [[] for _ in top]
+        for _ in range(self.batch_size):
+            while self.offset % size != rank:
+                self._next()
+                self.offset += 1
+            idx = self.data_perm[self.current_row]
+            for j in range(len(top)):
+                rows[j].append(self.arrays[j][idx])
+            self._next()
+            self.offset += 1
+        for j, blob in enumerate(top):
+            _write_top(blob, np.stack(rows[j]).reshape((self.batch_size,) + self.row_shapes[j]))
+
     def forward(self, bottom, top):
+        size = _common.solver_count()
+        if size > 1 and self.phase == 0:
+            return self._forward_skipping(top, size, _common.solver_rank())
         bs = self.batch_size
+        self.offset += bs
         # whole runs of rows within the current file are gathered at once
         batches = [[] for _ in top]
         got = 0
