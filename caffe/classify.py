@@ -35,6 +35,23 @@ def add_model_args(parser):
                         help="Trained model weights file.")
 
 
+def check_model_args(parser, args, check_input=True):
+    """A usage message, not a traceback, when the model files are not there (the
+    CaffeNet defaults are not shipped with the package) or the input is missing."""
+    for flag, path in (("--model_def", args.model_def),
+                       ("--pretrained_model", args.pretrained_model)):
+        if not os.path.isfile(path):
+            parser.error("%s %s: file not found%s" % (
+                flag, path, " (the default CaffeNet files are not shipped: pass "
+                "--model_def deploy.prototxt --pretrained_model weights.caffemodel)"
+                if os.path.dirname(path) == DEFAULT_MODEL_DIR else ""))
+    if args.mean_file and not os.path.isfile(args.mean_file):
+        parser.error("--mean_file %s: file not found (pass --mean_file '' for none)"
+                     % args.mean_file)
+    if check_input and not os.path.exists(os.path.expanduser(args.input_file)):
+        parser.error("input %s: no such file or folder" % args.input_file)
+
+
 def add_preprocessing_args(parser):
     """--input_scale, --raw_scale and --channel_swap."""
     parser.add_argument("--input_scale", type=float,
@@ -81,6 +98,7 @@ def main(argv=None):
                         help="Image file extension to take as input when a directory is given "
                              "as the input file.")
     args = parser.parse_args(argv)
+    check_model_args(parser, args)
 
     image_dims = [int(s) for s in args.images_dim.split(",")]
     mean = None

@@ -155,6 +155,8 @@ def _weight_files(spec):
 # commands
 # ---------------------------------------------------------------------------
 def device_query(flags):
+    _check(len(flags["gpu"]) > 0, "Check failed: FLAGS_gpu.size() > 0 (0 vs. 0) "
+                                  "Need a device ID to query.")
     logger.info("Querying GPUs %s", flags["gpu"])
     gpus = get_gpus(flags)
     if not gpus:
@@ -361,6 +363,27 @@ def _read_solver_param(path):
         raise CommandError(str(exc)) from None
 
 
+def _prepare_snapshot_folder(param):
+    """Caffe's CheckSnapshotWritePermissions, before any iteration runs: the folder of
+    ``snapshot_prefix`` is created if missing (and logged), and must be writable, so
+    a run never fails at its final snapshot."""
+    if not (param.snapshot or param.snapshot_after_train):
+        return
+    prefix = param.snapshot_prefix
+    folder = os.path.dirname(prefix) or "."
+    if not os.path.isdir(folder):
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise CommandError("Cannot write to snapshot prefix '%s' (creating folder %s: %s)."
+                               "  Make sure that the directory exists and is writeable."
+                               % (prefix, folder, exc.strerror or exc)) from None
+        logger.info("Created snapshot folder %s", folder)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CommandError("Cannot write to snapshot prefix '%s'.  Make sure that the "
+                           "directory exists and is writeable." % prefix)
+
+
 def train(flags):
     _check(len(flags["solver"]) > 0, "Check failed: FLAGS_solver.size() > 0 (0 vs. 0) "
                                       "Need a solver definition to train.")
@@ -429,6 +452,7 @@ def _train_in_this_process(flags, param, gpus, world, get_solver):
     elif flags["weights"]:
         param.ClearField("weights")
         param.weights.append(flags["weights"])
+    _prepare_snapshot_folder(param)
     solver = get_solver(param)
     handler.attach(solver)
     if flags["snapshot"]:
@@ -441,8 +465,11 @@ def _train_in_this_process(flags, param, gpus, world, get_solver):
         if solver.param.layer_wise_reduce:
             solver.net.after_backward(nccl)
     logger.info("Starting Optimization")
+    from ._progress import TrainingBar
+    # the bar on the root rank only, as the INFO lines
+    bar = TrainingBar(solver, disable=True if _common.solver_rank() > 0 else None)
     try:
-        with handler:
+        with handler, bar:
             solver.solve()
     finally:
         distributed.shutdown()
@@ -481,7 +508,6 @@ def main(argv=None):
     """Entry point of the ``caffe`` console script and ``python -m caffe``."""
     if argv is None:
         argv = sys.argv[1:]
-    _common.init_log(0)
     try:
         flags, positional = parse_flags(list(argv))
     except CommandError as exc:

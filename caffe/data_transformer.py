@@ -55,9 +55,14 @@ def load_mean_file(path, where="transform_param"):
     return values.reshape(legacy[1:]).copy()
 
 
+def _cv2(purpose):
+    from ._extras import require
+    return require("cv2", purpose)
+
+
 def decode_image(buf, flag):
     """``cv2.imdecode`` of bytes; None when it cannot be decoded."""
-    import cv2
+    cv2 = _cv2("decoding encoded Datums")
     return cv2.imdecode(np.frombuffer(buf, dtype=np.uint8), flag)
 
 
@@ -65,7 +70,7 @@ def read_image(filename, height=0, width=0, is_color=True):
     """Caffe's ReadImageToCVMat: HWC uint8 BGR (or HW grey), resized with
     INTER_LINEAR when both ``height`` and ``width`` are positive; None when the
     file cannot be read."""
-    import cv2
+    cv2 = _cv2("ImageData (reading image files)")
     img = cv2.imread(filename, cv2.IMREAD_COLOR if is_color else cv2.IMREAD_GRAYSCALE)
     if img is None:
         return None
@@ -120,7 +125,7 @@ class DataTransformer:
 
     # -- decoding ------------------------------------------------------------
     def decode_flag(self):
-        import cv2
+        cv2 = _cv2("decoding encoded Datums")
         if self.force_color and self.force_gray:
             raise TransformError("%s: cannot set both force_color and force_gray" % self.where)
         if self.force_color:

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from .classify import (DEFAULT_MEAN, add_model_args, add_preprocessing_args,
+from .classify import (DEFAULT_MEAN, add_model_args, add_preprocessing_args, check_model_args,
                        parse_channel_swap, set_mode)
 
 CROP_MODES = ["list", "selective_search"]
@@ -53,6 +53,7 @@ def main(argv=None):
     parser.add_argument("--context_pad", type=int, default=16,
                         help="Amount of surrounding context to collect in input window.")
     args = parser.parse_args(argv)
+    check_model_args(parser, args, check_input=False)
 
     mean = None
     if args.mean_file:

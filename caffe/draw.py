@@ -13,13 +13,10 @@ from .protoio import schema
 try:
     import pydotplus as pydot
 except ImportError:
-    try:
-        import pydot
-    except ImportError:
-        raise ImportError(
-            'caffe.draw needs pydot or pydotplus to build graphs: '
-            '"pip install pydot" (rendering images also needs graphviz\'s '
-            '"dot" program, e.g. "apt-get install graphviz")')
+    from ._extras import require
+    pydot = require('pydot', 'caffe.draw (building net graphs; rendering images also '
+                    'needs graphviz\'s "dot" program, e.g. apt-get install graphviz)',
+                    alternatives=('pydotplus',))
 
 __all__ = ['LAYER_STYLE_DEFAULT', 'NEURON_LAYER_STYLE', 'BLOB_STYLE',
            'get_pooling_types_dict', 'get_edge_label', 'get_layer_lr_mult',

@@ -291,7 +291,9 @@ def _read_pixels(filename):
         if arr.dtype == np.int32 and mode.startswith('I'):
             arr = arr.astype(np.uint16) if arr.max(initial=0) < 65536 else arr
         return arr
-    import cv2
+    from ._extras import require
+    cv2 = require('cv2', 'caffe.io.load_image (reading image files)',
+                  alternatives=('scikit-image', 'Pillow'))
     if hasattr(filename, 'read'):
         buf = np.frombuffer(filename.read(), dtype=np.uint8)
         arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
@@ -378,7 +380,9 @@ def _skimage_style_resize(im, new_dims, order):
 
 
 def _cv2_resize(im, new_dims, order):
-    import cv2
+    from ._extras import require
+    cv2 = require('cv2', 'caffe.io.resize_image (resizing images)',
+                  alternatives=('scikit-image',))
     interp = cv2.INTER_NEAREST if order == 0 else (
         cv2.INTER_LINEAR if order == 1 else cv2.INTER_CUBIC)
     h, w = int(new_dims[0]), int(new_dims[1])

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import _common
+from .net_log import log_net_init
 from .blob import Blob
 from .layers.adapters import build_layer
 from .layers.base import LayerError
@@ -209,6 +210,7 @@ class Net:
         except NetError as exc:
             raise NetError("%s: %s" % (self._source, exc)) from None
         self._build()
+        log_net_init(self, filtered)
 
     def _build(self):
         param = self._param

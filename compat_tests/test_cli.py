@@ -135,8 +135,9 @@ def test_time_phase_flag(run_caffe):
 
 
 def test_device_query(run_caffe):
-    rc, lines = run_caffe("device_query")
-    assert rc == 0 and lines[0].startswith("Querying GPUs")
+    rc, lines = run_caffe("device_query")     # no -gpu: Caffe's CHECK
+    assert rc == 1 and lines == ["Check failed: FLAGS_gpu.size() > 0 (0 vs. 0) "
+                                 "Need a device ID to query."]
     import torch
     if torch.cuda.is_available():
         rc, lines = run_caffe("device_query", "-gpu", "0")

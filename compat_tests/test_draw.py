@@ -296,4 +296,5 @@ def test_import_error_without_pydot():
     res = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert 'IMPORTERROR:' in res.stdout, res.stderr
-    assert 'pip install pydot' in res.stdout
+    assert 'pip install "torchcaffe[draw]"' in res.stdout
+    assert 'pydot' in res.stdout and 'Traceback' not in res.stderr

@@ -4,6 +4,7 @@ launches their kernels on PyTorch's current CUDA stream.
 CuPy is optional: :func:`cupy_available` is false when it is missing (or no
 CUDA device is usable), and callers then use the PyTorch paths.
 """
+import logging
 import os
 import threading
 
@@ -32,13 +33,26 @@ def read_source(name):
 def _cupy():
     global _cupy_state
     if _cupy_state is None:
+        from .._extras import MissingExtraError, cuda_mismatch, require
+        import torch
+        _cupy_state = False
+        if not torch.cuda.is_available():
+            return _cupy_state
         try:
-            import cupy  # noqa: F401
-            import torch
-            ok = torch.cuda.is_available() and cupy.cuda.runtime.getDeviceCount() > 0
-            _cupy_state = cupy if ok else False
-        except Exception:    # ImportError, CUDA driver errors: no CuPy path
-            _cupy_state = False
+            cupy = require("cupy", "the CUDA kernels")
+            mismatch = cuda_mismatch()
+            if mismatch:
+                raise MissingExtraError(mismatch)
+            if cupy.cuda.runtime.getDeviceCount() > 0:
+                _cupy_state = cupy
+        except MissingExtraError as exc:
+            # not installed: quietly the PyTorch paths; broken or mismatched: say so once
+            if "not installed" not in str(exc):
+                logging.getLogger("caffe").warning("%s; the CUDA kernels use their PyTorch "
+                                                   "paths", exc)
+        except Exception as exc:     # CUDA driver errors
+            logging.getLogger("caffe").warning("CuPy cannot use the GPU (%s); the CUDA "
+                                               "kernels use their PyTorch paths", exc)
     return _cupy_state
 
 
@@ -60,7 +74,10 @@ def get_function(source, name, device_index):
         return fn
     cupy = _cupy()
     if not cupy:
-        raise RuntimeError("CuPy with a CUDA device is needed to run %s:%s" % (source, name))
+        from .._extras import MissingExtraError, install_hint
+        raise MissingExtraError("running the CUDA kernel %s:%s needs CuPy matching torch's "
+                                "CUDA and a CUDA device: %s" % (source, name,
+                                                                install_hint("cupy")))
     with _lock:
         mkey = (source, device_index)
         mod = _modules.get(mkey)

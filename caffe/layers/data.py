@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .. import _common, protoio
+from .._extras import require
 from .base import BlobLayer, LayerError
 from .registry import register_layer
 
@@ -673,7 +674,7 @@ class _WindowLoader:
         return int(self.rng.randint(0, 2 ** 32, dtype=np.uint64))
 
     def image(self, index):
-        import cv2
+        cv2 = require("cv2", "WindowData (reading window images)")
         if index < 0 or index >= len(self.images):
             raise DataLayerError("%s: window refers to image %d, but the file lists %d images"
                                  % (self.where, index, len(self.images)))
@@ -695,7 +696,7 @@ class _WindowLoader:
         return img
 
     def load_batch(self):
-        import cv2
+        cv2 = require("cv2", "WindowData (cropping window images)")
         f32 = np.float32
         cs = self.crop_size
         bs = self.batch_size

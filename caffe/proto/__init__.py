@@ -143,12 +143,7 @@ def _get_module(path):
     with _lock:
         mod = _cache.get(key)
         if mod is None:
-            try:
-                fds = _compile(path)
-            except ImportError:
-                raise ImportError(
-                    "grpcio-tools is needed to compile %s at run time: "
-                    "pip install grpcio-tools" % path) from None
+            fds = _compile(path)     # MissingExtraError names grpcio-tools and the file
             digest = hashlib.sha1(repr(key).encode()).hexdigest()[:12]
             stem = os.path.splitext(os.path.basename(path))[0]
             stem = "".join(c if c.isalnum() else "_" for c in stem)

@@ -24,7 +24,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PROTO = os.path.join(HERE, "caffe.proto")
 OUTPUT = os.path.join(HERE, "caffe_pb2.py")
 
-_MISSING = ("grpcio-tools is required to compile {what}: pip install grpcio-tools")
+_MISSING = ('grpcio-tools is required to compile {what}: pip install "torchcaffe[proto]" '
+            '(or pip install grpcio-tools)')
 
 
 class ProtoCompileError(RuntimeError):
@@ -34,7 +35,7 @@ class ProtoCompileError(RuntimeError):
 def have_protoc():
     try:
         import grpc_tools.protoc  # noqa: F401
-    except ImportError:
+    except Exception:        # missing, or present but broken (see run_protoc's error)
         return False
     return True
 
@@ -55,7 +56,10 @@ def run_protoc(proto_file, out_args):
     if not os.path.isfile(proto_file):
         raise FileNotFoundError("proto file not found: %s" % proto_file)
     if not have_protoc():
-        raise ImportError(_MISSING.format(what=proto_file))
+        from .._extras import MissingExtraError, require
+        # missing or broken: require says which; else (protoc unusable) the generic hint
+        require("grpc_tools.protoc", "compiling %s" % proto_file)
+        raise MissingExtraError(_MISSING.format(what=proto_file))
     cmd = [sys.executable, "-m", "grpc_tools.protoc",
            "-I" + os.path.dirname(proto_file),
            "-I" + _well_known_include()] + list(out_args) + [proto_file]

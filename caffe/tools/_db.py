@@ -235,11 +235,11 @@ class _LMDB(DB):
 
     def __init__(self, path, mode):
         super().__init__(path, mode)
+        from .._extras import MissingExtraError, require
         try:
-            import lmdb
-        except ImportError:
-            raise DBError('the lmdb backend needs the "lmdb" Python package '
-                          '(pip install lmdb)')
+            lmdb = require('lmdb', 'the lmdb backend')
+        except MissingExtraError as exc:
+            raise DBError(str(exc)) from None
         self._lmdb = lmdb
         if mode == 'w':
             # Caffe mkdir()s the database and fails when it exists
@@ -340,11 +340,11 @@ class _LevelDB(DB):
 
     def __init__(self, path, mode):
         super().__init__(path, mode)
+        from .._extras import MissingExtraError, require
         try:
-            import plyvel
-        except ImportError:
-            raise DBError('the leveldb backend needs the optional "plyvel" '
-                          'package (pip install plyvel); or use -backend lmdb')
+            plyvel = require('plyvel', 'the leveldb backend')
+        except MissingExtraError as exc:
+            raise DBError('%s; or use -backend lmdb' % exc) from None
         try:
             # Caffe's options: 64 KiB blocks, 256 MiB write buffer
             self._db = plyvel.DB(path, create_if_missing=(mode != 'r'),

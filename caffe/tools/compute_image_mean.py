@@ -13,7 +13,8 @@ import sys
 
 import numpy as np
 
-from caffe.tools import log, parse_command_line
+from caffe._extras import require
+from caffe.tools import log, parse_command_line, progress
 
 USAGE = ('Compute the mean_image of a set of images given by a leveldb/lmdb\n'
          'Usage:\n'
@@ -35,7 +36,7 @@ def decode_datum_native(datum):
     Returns True when it was encoded."""
     if not datum.encoded:
         return False
-    import cv2
+    cv2 = require('cv2', 'compute_image_mean (decoding encoded Datums)')
     from caffe.tools.convert_imageset import mat_to_datum
     img = cv2.imdecode(np.frombuffer(datum.data, dtype=np.uint8),
                        cv2.IMREAD_UNCHANGED)
@@ -77,6 +78,9 @@ def compute_image_mean(input_db, output_file=None, backend='lmdb'):
         sums = np.zeros(size_in_datum, dtype=np.float32)
         log('I', 'Starting iteration')
         count = 0
+        # LMDB knows its size from a stat; LevelDB would need a full scan
+        total = len(db) if type(db).__name__ == '_LMDB' else None
+        bar = progress(total, 'compute_image_mean')
         while cur.valid():
             datum = parse_datum(cur)
             decode_datum_native(datum)
@@ -93,10 +97,12 @@ def compute_image_mean(input_db, output_file=None, backend='lmdb'):
             # float += uint8 / float: float32 arithmetic, as in Caffe
             sums = np.add(sums, values, dtype=np.float32)
             count += 1
+            bar.update(1)
             if count % 10000 == 0:
                 log('I', 'Processed {} files.'.format(count))
             cur.next()
         cur.close()
+        bar.close()
     finally:
         db.close()
     if count % 10000 != 0:

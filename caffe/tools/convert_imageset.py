@@ -14,6 +14,7 @@ import os
 import random
 import sys
 
+from caffe._extras import require
 from caffe.tools import log, parse_command_line, progress
 
 USAGE = ('Convert a set of images to the leveldb/lmdb\n'
@@ -84,7 +85,7 @@ def _match_ext(filename, encoding):
 
 def read_image(filename, height=0, width=0, is_color=True):
     """Caffe's ReadImageToCVMat: HxWxC uint8 BGR (or HxW grey) or None."""
-    import cv2
+    cv2 = require('cv2', 'convert_imageset (reading images)')
     flag = cv2.IMREAD_COLOR if is_color else cv2.IMREAD_GRAYSCALE
     img = cv2.imread(filename, flag)
     if img is None:
@@ -113,7 +114,7 @@ def read_image_to_datum(filename, label, height, width, is_color, encoding,
                         datum):
     """Caffe's ReadImageToDatum.  Returns False when the image cannot be
     read."""
-    import cv2
+    cv2 = require('cv2', 'convert_imageset (encoding images)')
     img = read_image(filename, height, width, is_color)
     if img is None:
         return False

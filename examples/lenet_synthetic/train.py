@@ -39,8 +39,22 @@ def _test_accuracy(solver):
     return float(np.mean(acc))
 
 
-def train_sgd(iters, workdir=HERE):
-    """``caffe.SGDSolver`` stepped by hand; returns (losses per iteration, test accuracy)."""
+def save_deploy(train_net, path):
+    """Copy the trained layers into the deploy net (Input + Softmax instead of the
+    data, accuracy and loss layers) and write its caffemodel: what
+    examples/lenet_deploy/lenet.caffemodel was made with."""
+    import caffe
+    deploy = caffe.Net(os.path.join(os.path.dirname(HERE), "lenet_deploy", "deploy.prototxt"),
+                       caffe.TEST)
+    for name, blobs in deploy.params.items():
+        for dst, src in zip(blobs, train_net.params[name]):
+            dst.data[...] = src.data
+    deploy.save(path)
+
+
+def train_sgd(iters, workdir=HERE, return_solver=False):
+    """``caffe.SGDSolver`` stepped by hand; returns (losses per iteration, test accuracy)
+    and, with ``return_solver``, the solver."""
     import caffe
     old = os.getcwd()
     os.chdir(workdir)
@@ -51,6 +65,8 @@ def train_sgd(iters, workdir=HERE):
         for _ in range(iters):
             solver.step(1)
             losses.append(float(solver.net.blobs["loss"].data))
+        if return_solver:
+            return losses, _test_accuracy(solver), solver
         return losses, _test_accuracy(solver)
     finally:
         os.chdir(old)
@@ -103,6 +119,9 @@ def main(argv=None):
     ap.add_argument("--get-solver", action="store_true",
                     help="use caffe.get_solver(...).solve() with the test net")
     ap.add_argument("--gpu", action="store_true")
+    ap.add_argument("--save", metavar="CAFFEMODEL",
+                    help="after training, write the weights as a deploy caffemodel "
+                         "(examples/lenet_deploy/deploy.prototxt's layers)")
     args = ap.parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
     import caffe
@@ -114,10 +133,13 @@ def main(argv=None):
         print("loss %.4f -> %.4f; test accuracy %s" % (losses[0], losses[-1],
                                                         ", ".join("%.3f" % a for a in accs)))
     else:
-        losses, acc = train_sgd(args.iters)
+        losses, acc, solver = train_sgd(args.iters, return_solver=True)
         k = max(1, min(10, len(losses) // 5))
         print("loss (mean of %d) %.4f -> %.4f; test accuracy %.3f"
               % (k, np.mean(losses[:k]), np.mean(losses[-k:]), acc))
+        if args.save:
+            save_deploy(solver.net, args.save)
+            print("wrote %s" % args.save)
 
 
 if __name__ == "__main__":
