@@ -160,3 +160,18 @@ def test_detect_script(tmp_path):
     import pandas as pd
     df = pd.read_csv(out)
     assert len(df) == 2 and "class9" in df.columns
+
+
+def test_classify_without_model_is_a_usage_error(tmp_path, capsys):
+    """No model files (the CaffeNet defaults are not shipped): argparse's usage and
+    one message, exit status 2, no traceback."""
+    with pytest.raises(SystemExit) as ei:
+        classify.main([str(tmp_path / "in.npy"), str(tmp_path / "out.npy")])
+    assert ei.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: python -m caffe.classify")
+    assert "--model_def" in err and "file not found" in err and "not shipped" in err
+    with pytest.raises(SystemExit):
+        classify.main([str(tmp_path / "missing.jpg"), str(tmp_path / "o.npy"),
+                       "--model_def", MODEL, "--pretrained_model", WEIGHTS])
+    assert "no such file or folder" in capsys.readouterr().err

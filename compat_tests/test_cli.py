@@ -269,3 +269,36 @@ def test_train_sigint_stop_and_sighup_snapshot(run_caffe, example_dir):
 def test_train_needs_solver_flag(run_caffe):
     rc, lines = run_caffe("train")
     assert rc == 1 and any("Need a solver definition to train." in l for l in lines)
+
+
+_TINY_SOLVER = """
+net_param {
+  layer { name: "d" type: "DummyData" top: "x" top: "y"
+          dummy_data_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 1 }
+                             data_filler { type: "gaussian" } } }
+  layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip"
+          inner_product_param { num_output: 1 weight_filler { type: "gaussian" } } }
+  layer { name: "loss" type: "EuclideanLoss" bottom: "ip" bottom: "y" top: "loss" }
+}
+base_lr: 0.01 lr_policy: "fixed" max_iter: 3 display: 1
+snapshot_prefix: "%s"
+"""
+
+
+def test_train_creates_snapshot_folder_first(tmp_path, run_caffe):
+    """Caffe checks snapshot_prefix before training; we create its folder and log
+    it, so a run never fails at its final snapshot."""
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(_TINY_SOLVER % (tmp_path / "out" / "sub" / "tiny"))
+    rc, lines = run_caffe("train", "-solver", str(solver))
+    assert rc == 0, lines
+    created = [i for i, l in enumerate(lines) if l.startswith("Created snapshot folder ")]
+    start = lines.index("Starting Optimization")
+    assert created and created[0] < start
+    assert (tmp_path / "out" / "sub" / "tiny_iter_3.caffemodel").exists()
+    # a prefix under a file cannot be created: the error comes before any iteration
+    (tmp_path / "afile").write_text("")
+    solver.write_text(_TINY_SOLVER % (tmp_path / "afile" / "x" / "tiny"))
+    rc, lines = run_caffe("train", "-solver", str(solver))
+    assert rc == 1 and "Cannot write to snapshot prefix" in lines[-1]
+    assert not any(l.startswith("Iteration") for l in lines)
