@@ -435,33 +435,21 @@ def output_format(out):
 
 
 def _progress_bar(enabled, total_label):
+    """Bytes read so far, on caffe's shared tqdm bar (log lines go through it)."""
     if not enabled:
         return None, lambda: None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-    state = {"bar": None, "last": -1}
+    from ._progress import progress as new_bar
+    state = {"bar": None}
 
     def update(done, total):
-        if tqdm is not None:
-            if state["bar"] is None:
-                state["bar"] = tqdm(total=total, unit="B", unit_scale=True, desc=total_label)
-            state["bar"].update(done - state["bar"].n)
-            return
-        pct = int(100 * done / total) if total else 100
-        if pct != state["last"]:
-            state["last"] = pct
-            filled = pct * 30 // 100
-            sys.stderr.write("\r%s [%s%s] %3d%%" % (total_label, "#" * filled,
-                                                    "." * (30 - filled), pct))
-            sys.stderr.flush()
+        if state["bar"] is None:
+            state["bar"] = new_bar(total=total, desc=total_label, unit="B", disable=False,
+                                   unit_scale=True)
+        state["bar"].update(done - state["bar"].n)
 
     def close():
         if state["bar"] is not None:
             state["bar"].close()
-        elif state["last"] >= 0:
-            sys.stderr.write("\n")
     return update, close
 
 
