@@ -63,6 +63,8 @@ class TrainingBar:
             return
         it = self.solver.iter
         done = it % self.every + 1
+        if done == 1:
+            self.bar.reset(total=self.every)      # a display line: restart the rate clock
         self.bar.set_description("Iteration %d" % (it - it % self.every), refresh=False)
         self.bar.n = done
         self.bar.refresh()
