@@ -495,7 +495,7 @@ def _spawn_training(flags, gpus):
 
 def _train_worker(rank, flags):
     """A rank spawned by ``caffe train -gpu``: the torchrun path, in-process."""
-    _common.init_log(0)
+    _common.init_log()                  # GLOG_* from the parent's environment
     code = train(flags)
     if code:
         sys.exit(code)
