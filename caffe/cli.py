@@ -44,6 +44,8 @@ FLAGS = {
     "stage": ("str", "", "Optional; network stages (not to be confused with phase), "
                          "separated by ','."),
     "snapshot": ("str", "", "Optional; the snapshot solver state to resume training."),
+    "selector": ("str", "", "Optional; multi-task nets (solver selectors): the task whose "
+                            "branch to score (added to the stages). Only used for 'test'."),
     "weights": ("str", "", "Optional; the pretrained weights to initialize finetuning, "
                            "separated by ','. Cannot be set simultaneously with snapshot."),
     "iterations": ("int", 50, "The number of iterations to run."),
@@ -193,6 +195,8 @@ def test(flags):
     _check(len(flags["weights"]) > 0, "Check failed: FLAGS_weights.size() > 0 (0 vs. 0) "
                                        "Need model weights to score.")
     stages = get_stages(flags)
+    if flags["selector"]:
+        stages = [s for s in stages if s] + [flags["selector"]]
     _use_device(get_gpus(flags), "test")
     net = Net(flags["model"], _common.TEST, level=flags["level"], stages=stages)
     for w in _weight_files(flags["weights"]):
@@ -443,8 +447,6 @@ def _train_in_this_process(flags, param, gpus, world, get_solver):
         caffe.set_mode_gpu()
     if rank is not None:
         distributed.init_from_env()
-    else:
-        distributed.from_solver_param(param)
     handler = SignalHandler(_requested_action(flags["sigint_effect"]),
                             _requested_action(flags["sighup_effect"]))
     if flags["snapshot"]:
@@ -458,12 +460,6 @@ def _train_in_this_process(flags, param, gpus, world, get_solver):
     if flags["snapshot"]:
         logger.info("Resuming from %s", flags["snapshot"])
         solver.restore(flags["snapshot"])
-    if _common.solver_count() > 1:
-        nccl = distributed.NCCL(solver)
-        nccl.bcast()
-        solver.add_callback(nccl)
-        if solver.param.layer_wise_reduce:
-            solver.net.after_backward(nccl)
     logger.info("Starting Optimization")
     from ._progress import TrainingBar
     # the bar on the root rank only, as the INFO lines

@@ -223,6 +223,11 @@ class NCCL:
     def __init__(self, solver, uid=None):
         self.solver = solver
         self.uid = uid
+        # a solver made inside a process group already has its NCCL (attach()):
+        # a second one (BVLC train.py's) must not reduce again
+        self._duplicate = getattr(solver, "_nccl", None) is not None
+        if self._duplicate:
+            return
         if not is_initialized():
             if _common.solver_count() <= 1:
                 raise DistributedError("caffe.NCCL needs caffe.set_solver_count(N > 1) and "
@@ -231,6 +236,7 @@ class NCCL:
                  uid.decode() if isinstance(uid, bytes) else (uid or "env://"))
         self._net = solver.net
         self._params = self._net.learnable_params
+        self._tasks = getattr(solver, "tasks", None)     # multi-task: the running task's
         self._layer_params = self._layer_param_map()
         self._pending = []
         self._layer_wise_done = False
@@ -259,9 +265,12 @@ class NCCL:
 
     def bcast(self):
         """Copy rank 0's parameters to every rank (Caffe's NCCL::Broadcast)."""
+        if self._duplicate:
+            return
         dist = _dist()
         dev = self._device()
-        datas = [b.data_buffer.mutable_compute(dev) for b in self._params]
+        params = self._tasks.learnable_params if self._tasks is not None else self._params
+        datas = [b.data_buffer.mutable_compute(dev) for b in params]
         try:
             _bucketed(datas, lambda flat: dist.broadcast(flat, src=0))
         except RuntimeError as exc:
@@ -273,13 +282,16 @@ class NCCL:
 
     def on_gradients_ready(self):
         """Sum the gradients over the ranks and scale by 1/N."""
+        if self._duplicate:
+            return
         dist = _dist()
         n = _common.solver_count()
         if self._layer_wise_done:
             self._layer_wise_done = False
             return
         dev = self._device()
-        diffs = [b.diff_buffer.mutable_compute(dev) for b in self._params]
+        params = self._tasks.active_params() if self._tasks is not None else self._params
+        diffs = [b.diff_buffer.mutable_compute(dev) for b in params]
         if not diffs:
             return
         try:
@@ -291,6 +303,8 @@ class NCCL:
 
     # -- layer-wise reduction (net.after_backward) ----------------------------
     def __call__(self, layer_id):
+        if self._duplicate:
+            return
         dist = _dist()
         ks = self._layer_params.get(layer_id)
         if ks:
@@ -319,6 +333,20 @@ class NCCL:
                 d.copy_(flat[offset:offset + d.numel()].view(d.shape))
                 offset += d.numel()
         self._layer_wise_done = True
+
+
+def attach(solver):
+    """Make a solver built inside a process group data-parallel: broadcast rank
+    0's weights, all-reduce every iteration's gradients (layer-wise when the
+    solver's ``layer_wise_reduce`` is set).  Done by the Solver constructor, so
+    ``caffe.get_solver`` under torchrun trains across the group by itself."""
+    nccl = NCCL(solver)
+    nccl.bcast()
+    solver.add_callback(nccl)
+    if solver.param.layer_wise_reduce:
+        solver.net.after_backward(nccl)
+    solver._nccl = nccl
+    return nccl
 
 
 # ---------------------------------------------------------------------------

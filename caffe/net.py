@@ -21,6 +21,7 @@ from .blob import Blob
 from .layers.adapters import build_layer
 from .layers.base import LayerError
 from . import protoio
+from . import selectors
 from .protoio import CaffeFileError
 from .weights import blob_from_proto, blob_to_proto, is_hdf5, source_layers
 
@@ -64,6 +65,8 @@ def filter_net(param, source="<net>"):
             keep = any(state_meets_rule(param.state, r, layer.name) for r in layer.include)
         else:
             keep = not any(state_meets_rule(param.state, r, layer.name) for r in layer.exclude)
+        if keep and not selectors.layer_selected(layer, param.state):
+            keep = False                # ptcaffe's selector: a stage rule of its own
         if keep:
             out.layer.add().CopyFrom(layer)
     return out

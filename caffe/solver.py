@@ -11,6 +11,7 @@ the parameters' compute-device tensors; ``torch.optim`` is not used.
 Log lines go to ``logging.getLogger("caffe")`` in Caffe's words, so logs can
 be grepped and compared with those of ``caffe train``.
 """
+import contextlib
 import logging
 import math
 import os
@@ -21,7 +22,9 @@ import torch
 from google.protobuf import text_format
 
 from . import _common
+from . import distributed
 from . import protoio
+from . import selectors
 from .net import Net
 from .protoio import CaffeFileError
 from .weights import proto_array, proto_shape
@@ -91,6 +94,12 @@ class Solver:
         if param.average_loss < 1:
             raise SolverError("%s: average_loss should be non-negative (got %d)"
                               % (self._source, param.average_loss))
+        self._nccl = None
+        try:                        # torchrun's RANK/WORLD_SIZE, or ptcaffe's fields
+            if distributed.init_from_env() is None:
+                distributed.from_solver_param(param)
+        except distributed.DistributedError as exc:
+            raise SolverError("%s: %s" % (self._source, exc)) from None
         self._check_snapshot_write_permissions()
         if param.random_seed >= 0:
             _common.set_random_seed(param.random_seed + _common.solver_rank())
@@ -101,6 +110,8 @@ class Solver:
         self._current_step = 0
         self._check_param()
         self._presolve()
+        if _common.solver_count() > 1 and distributed.is_initialized():
+            distributed.attach(self)
 
     def _check_param(self):
         pass
@@ -145,13 +156,19 @@ class Solver:
         state.MergeFrom(net_param.state)
         state.MergeFrom(p.train_state)
         net_param.state.CopyFrom(state)
-        self._net = Net(net_param)
+        tasks = selectors.solver_tasks(p, self._source)
+        self._tasks = selectors.build(self, net_param, tasks) if tasks else None
+        self._net = self._tasks.nets[0] if tasks else Net(net_param)
         for w in p.weights:
-            self._load_weights(self._net, w)
+            for net in (self._tasks.nets if tasks else [self._net]):
+                self._load_weights(net, w)
 
     def _init_test_nets(self):
         p = self._param
         pb2 = protoio.pb2()
+        self._test_labels = []
+        if p.test_iters:
+            return self._init_task_test_nets()
         has_net_param = p.HasField("net_param")
         has_net_file = p.HasField("net")
         if has_net_param and has_net_file:
@@ -208,6 +225,47 @@ class Solver:
             for w in p.weights:
                 self._load_weights(net, w)
             self._test_nets.append(net)
+        self._test_iter_counts = list(p.test_iter)
+        self._test_labels = [None] * len(self._test_nets)
+
+    def _init_task_test_nets(self):
+        """Multi-task: one TEST net per task (its stage), run ``test_iters`` times."""
+        p = self._param
+        if self._tasks is None:
+            raise SolverError("%s: test_iters needs selectors (one count per task)"
+                              % self._source)
+        counts = selectors.test_iters(p, self._tasks.tasks, self._source)
+        if len(p.test_iter) or len(p.test_net) or len(p.test_net_param):
+            raise SolverError("%s: with selectors, give test_iters (one per task) instead of "
+                              "test_iter / test_net" % self._source)
+        if p.test_interval <= 0:
+            raise SolverError("%s: test_interval must be > 0 when there are test nets (got %d)"
+                              % (self._source, p.test_interval))
+        pb2 = protoio.pb2()
+        if p.HasField("net_param"):
+            base = pb2.NetParameter()
+            base.CopyFrom(p.net_param)
+        elif p.HasField("net"):
+            base = protoio.read_net_param(p.net)
+        else:
+            raise SolverError("%s: test_iters needs the train/test net in net or net_param"
+                              % self._source)
+        self._test_nets = []
+        for task in self._tasks.tasks:
+            net_param = pb2.NetParameter()
+            net_param.CopyFrom(base)
+            state = pb2.NetState()
+            state.phase = _common.TEST
+            state.MergeFrom(base.state)
+            state.stage.append(task)
+            net_param.state.CopyFrom(state)
+            logger.info("Creating test net (#%d) for task %s", len(self._test_nets), task)
+            net = Net(net_param)
+            for w in p.weights:
+                self._load_weights(net, w)
+            self._test_nets.append(net)
+        self._test_iter_counts = counts
+        self._test_labels = list(self._tasks.tasks)
 
     def _check_snapshot_write_permissions(self):
         p = self._param
@@ -237,6 +295,11 @@ class Solver:
     @property
     def iter(self):
         return self._iter
+
+    @property
+    def tasks(self):
+        """The multi-task state (caffe.selectors.MultiTask), None without selectors."""
+        return self._tasks
 
     @property
     def param(self):
@@ -274,6 +337,8 @@ class Solver:
         callbacks = self._callbacks
         root = _is_root()
         while self._iter < stop_iter:
+            if self._tasks is not None:        # one task's net per iteration
+                net = self._net = self._tasks.next_net()
             net.clear_param_diffs()
             if root and test_interval and self._iter % test_interval == 0 and \
                     (self._iter > 0 or p.test_initialization):
@@ -309,7 +374,7 @@ class Solver:
         self._log_outputs(self._net, "    Train net output #", None)
 
     @staticmethod
-    def _log_outputs(net, prefix, values):
+    def _log_outputs(net, prefix, values, label=""):
         """Log each element of each output blob: ``name = v (* w = w*v loss)``."""
         k = 0
         for idx, bid in enumerate(net._outputs):
@@ -324,7 +389,7 @@ class Solver:
                     extra = " (* %s = %s loss)" % (_g(weight), _g(_f32(weight) * _f32(v)))
                 else:
                     extra = ""
-                logger.info("%s%d: %s = %s%s", prefix, k, name, _g(v), extra)
+                logger.info("%s%d%s: %s = %s%s", prefix, k, label, name, _g(v), extra)
                 k += 1
 
     def _update_smoothed_loss(self, loss, start_iter, average_loss):
@@ -375,7 +440,8 @@ class Solver:
         logger.info("Iteration %d, Testing net (#%d)", self._iter, test_net_id)
         net = self._test_nets[test_net_id]
         net.share_with(self._net)
-        n_iter = p.test_iter[test_net_id]
+        n_iter = self._test_iter_counts[test_net_id]
+        task = self._test_labels[test_net_id]
         scores = None
         loss = 0.0
         for _ in range(n_iter):
@@ -395,7 +461,7 @@ class Solver:
         if scores is None:
             return
         means = [(s / n_iter).float().tolist() for s in scores]
-        self._log_outputs(net, "    Test net output #", means)
+        self._log_outputs(net, "    Test net output #", means, " (%s)" % task if task else "")
 
     # -- update: subclasses ---------------------------------------------------
     def apply_update(self):  # pragma: no cover - every concrete solver overrides
@@ -416,11 +482,12 @@ class Solver:
         if fmt == pb2.SolverParameter.BINARYPROTO:
             model_filename = self._snapshot_filename(".caffemodel")
             logger.info("Snapshotting to binary proto file %s", model_filename)
-            protoio.write_binary(model_filename, self._net.to_proto(p.snapshot_diff))
+            protoio.write_binary(model_filename, (self._tasks or self._net).to_proto(
+                p.snapshot_diff))
         elif fmt == pb2.SolverParameter.HDF5:
             model_filename = self._snapshot_filename(".caffemodel.h5")
             logger.info("Snapshotting to HDF5 file %s", model_filename)
-            self._net.save_hdf5(model_filename, p.snapshot_diff)
+            (self._tasks or self._net).save_hdf5(model_filename, p.snapshot_diff)
         else:
             raise SolverError("Unsupported snapshot format: %r" % fmt)
         self.snapshot_solver_state(model_filename)
@@ -432,6 +499,8 @@ class Solver:
             self._restore_hdf5(state_file)
         else:
             self._restore_binary(state_file)
+        if self._tasks is not None:
+            selectors.restore(self, state_file)
 
 
 # ---------------------------------------------------------------------------
@@ -445,7 +514,7 @@ class SGDSolver(Solver):
     _n_history_sets = 1
 
     def _presolve(self):
-        net = self._net
+        net = self._tasks if self._tasks is not None else self._net
         self._params = net.learnable_params
         self._lr_mults = [float(x) for x in net.params_lr]
         self._decay_mults = [float(x) for x in net.params_weight_decay]
@@ -526,6 +595,35 @@ class SGDSolver(Solver):
             self._dev = dev
 
     def apply_update(self):
+        if self._tasks is None:
+            return self._apply_update()
+        dev = _common.compute_device()
+        if dev != self._dev:
+            self._ensure_device(dev)
+        with self._only(self._tasks.active_indices):
+            return self._apply_update()
+
+    @contextlib.contextmanager
+    def _only(self, idx):
+        """Update only the params ``idx`` (multi-task: the running task's), with
+        their history; the others, momentum and decay included, stay put."""
+        names = ("_params", "_lr_mults", "_decay_mults", "_history")
+        saved = {k: getattr(self, k) for k in names + ("_lr_groups", "_decay_groups")}
+        n = len(self._params)
+        self._params = [saved["_params"][i] for i in idx]
+        self._lr_mults = [saved["_lr_mults"][i] for i in idx]
+        self._decay_mults = [saved["_decay_mults"][i] for i in idx]
+        self._history = [saved["_history"][s * n + i] for s in range(self._n_history_sets)
+                         for i in idx]
+        self._lr_groups = self._groups(self._lr_mults)
+        self._decay_groups = self._groups(self._decay_mults)
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                setattr(self, k, v)
+
+    def _apply_update(self):
         p = self._param
         rate = self.get_learning_rate()
         if p.display and self._iter % p.display == 0:
@@ -603,6 +701,8 @@ class SGDSolver(Solver):
         state.iter = self._iter
         state.learned_net = model_filename
         state.current_step = self._current_step
+        if self._tasks is not None:
+            state.selector_seed, state.selector_position = self._tasks.state()
         for h in self._history:
             bp = state.history.add()
             bp.shape.dim.extend(list(h.shape))
@@ -620,6 +720,9 @@ class SGDSolver(Solver):
             f.create_dataset("learned_net", data=np.bytes_(model_filename.encode("utf-8")))
             f.create_dataset("current_step", data=np.array([self._current_step],
                                                            dtype=np.int32))
+            if self._tasks is not None:
+                f.create_dataset("selector_state", data=np.array(self._tasks.state(),
+                                                                 dtype=np.int64))
             g = f.create_group("history")
             for i, h in enumerate(self._history):
                 g.create_dataset(str(i), data=h.detach().cpu().numpy())
