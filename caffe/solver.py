@@ -167,7 +167,7 @@ class Solver:
         p = self._param
         pb2 = protoio.pb2()
         self._test_labels = []
-        if p.test_iters:
+        if getattr(p, "test_iters", ""):      # (a fork schema may lack the field)
             return self._init_task_test_nets()
         has_net_param = p.HasField("net_param")
         has_net_file = p.HasField("net")

@@ -323,3 +323,43 @@ def test_a_dead_rank_fails_the_run_within_the_timeout(data_dir):
     assert proc.returncode != 0
     assert "caffe distributed:" in proc.stderr and "rank 0 of 2" in proc.stderr, \
         proc.stderr[-3000:]
+
+
+FULL = pytest.mark.skipif(not os.environ.get("CAFFE_TEST_DIST_FULL"),
+                          reason="slow multi-process case (~30 s): set CAFFE_TEST_DIST_FULL=1")
+
+
+@FULL
+def test_a_hung_rank_fails_the_others_after_the_timeout(data_dir):
+    script = _write(data_dir / "train_py_hang.py", TRAIN_PY.replace(
+        "        os._exit(3)", "        import time; time.sleep(10); os._exit(3)"))
+    solver_file = make_solver(data_dir, "hang", BN_NET, SGD, 4, iters=100000)
+    proc, took = run([script, solver_file, str(data_dir / "hang.caffemodel"), "2"],
+                     env={"CAFFE_DIST_TIMEOUT": "3"}, timeout=90)
+    assert proc.returncode != 0
+    assert "rank 0 of 2" in proc.stderr and "Timed out" in proc.stderr, proc.stderr[-3000:]
+
+
+@FULL
+def test_ptcaffe_solver_fields_form_the_group(data_dir):
+    port = distributed.free_port()
+    files = [make_solver(data_dir, "pt%d" % r, LENET, SGD, 4,
+                         'distributed_master: "127.0.0.1:%d"\ndistributed_worldsize: 2\n'
+                         'distributed_rank: %d' % (port, r)) for r in range(2)]
+    env = dict(os.environ, CAFFE_DIST_TIMEOUT="60")
+    procs = [subprocess.Popen([sys.executable, "-m", "caffe", "train", "-solver", f],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for f in files]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    got = snapshot_params(str(data_dir / "pt0_net.prototxt"),
+                          str(data_dir / ("pt0_iter_%d.caffemodel" % ITERS)))
+    assert not os.path.exists(data_dir / ("pt1_iter_%d.caffemodel" % ITERS))   # rank 1: none
+    want = train_single(make_solver(data_dir, "pt2b", LENET, SGD, 8))
+    assert_params_equal(got, want)
+
+
+def test_ptcaffe_fields_need_a_master(data_dir):
+    solver_file = make_solver(data_dir, "nomaster", LENET, SGD, 4, "distributed_worldsize: 2")
+    with pytest.raises(ValueError, match="distributed_master"):
+        caffe.get_solver(solver_file)
