@@ -170,6 +170,53 @@ def test_roi_pooling_host_kernel_matches_torch(host_kernels, cfg):
     np.testing.assert_allclose(gx_t.numpy(), gx_k, rtol=1e-6, atol=1e-6)
 
 
+ROI_MODULE = __import__("caffe.kernels.roi_pooling", fromlist=["_forward_torch"])
+
+
+@pytest.fixture(params=["range-max tables", "per-roi windows"])
+def roi_cpu_path(request, monkeypatch):
+    """Run a test through each CPU forward path (the tables are skipped when
+    they would exceed the memory budget, so a zero budget forces the loop)."""
+    if request.param == "per-roi windows":
+        monkeypatch.setattr(ROI_MODULE, "TABLE_BUDGET_BYTES", 0)
+    return request.param
+
+
+@pytest.mark.parametrize("cfg", ROI_CONFIGS + [
+    (2, 8, 38, 50, 7, 7, 0.0625, 16, 60),      # py-faster-rcnn sized bins, big and tiny rois
+    (1, 3, 23, 17, 1, 1, 0.25, 4, 10),          # one bin spanning the whole roi
+])
+def test_roi_pooling_both_cpu_paths_match_the_kernel_exactly(host_kernels, roi_cpu_path, cfg):
+    N, C, H, W, ph, pw, ss, up, R = cfg
+    rng = np.random.default_rng(sum(cfg[:6]) + 7)
+    # few distinct values: ties everywhere; special values Caffe's ``>`` skips
+    x = rng.integers(-3, 4, size=(N, C, H, W)).astype(np.float32)
+    x.flat[rng.choice(x.size, 9, replace=False)] = np.nan
+    x.flat[rng.choice(x.size, 5, replace=False)] = -np.inf
+    x.flat[rng.choice(x.size, 5, replace=False)] = -np.finfo(np.float32).max
+    x[0, 0] = -np.inf                                    # a plane with no winner at all
+    rois = random_rois(rng, R, N, H * up, W * up)
+    top_k, am_k = host_roi_forward(host_kernels, x, rois, ph, pw, ss)
+    top_t, am_t = roi_pooling_forward(torch.from_numpy(x), torch.from_numpy(rois), ph, pw, ss)
+    np.testing.assert_array_equal(am_t.numpy(), am_k)
+    np.testing.assert_array_equal(top_t.numpy(), top_k)
+    g = rng.standard_normal(top_k.shape).astype(np.float32)
+    gx_k = host_roi_backward(host_kernels, g, am_k, rois, x.shape, ss)
+    gx_t = roi_pooling_backward(torch.from_numpy(g), am_t, torch.from_numpy(rois), x.shape)
+    np.testing.assert_array_equal(gx_t.numpy(), gx_k)   # same summation order
+
+
+def test_roi_pooling_float64_uses_the_per_roi_path_with_same_numbers():
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.standard_normal((1, 2, 9, 9)))
+    rois = torch.tensor([[0, 0, 0, 8, 8], [0, 2, 1, 5, 7]], dtype=torch.float32)
+    top64, am64 = roi_pooling_forward(x, rois, 3, 3, 1.0)
+    top32, am32 = roi_pooling_forward(x.float(), rois, 3, 3, 1.0)
+    assert top64.dtype == torch.float64
+    np.testing.assert_array_equal(am64.numpy(), am32.numpy())
+    np.testing.assert_allclose(top64.numpy(), top32.numpy(), rtol=1e-6)
+
+
 PS_CONFIGS = [
     # N, dim, k, H, W, ss, img scale, R
     (2, 2, 3, 9, 11, 1.0, 1, 12),
