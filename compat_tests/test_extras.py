@@ -112,3 +112,40 @@ def test_cuda_mismatch_is_none_without_cuda():
     if torch.version.cuda:
         pytest.skip("a CUDA torch build: the mismatch check needs CuPy here")
     assert cuda_mismatch() is None
+
+
+def _fake_cupy(cuda_version):
+    import types
+    runtime = types.SimpleNamespace(runtimeGetVersion=lambda: cuda_version,
+                                    getDeviceCount=lambda: 1)
+    return types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime))
+
+
+def test_cupy_built_for_another_cuda_is_reported(monkeypatch, caplog):
+    """torch for CUDA 12 with a CuPy for CUDA 13: the kernels are not used and the
+    log says which extra matches torch."""
+    import torch
+    from caffe._extras import cuda_mismatch
+    from caffe.kernels import launcher
+    monkeypatch.setattr(torch.version, "cuda", "12.6")
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(13000))
+    msg = cuda_mismatch()
+    assert msg.startswith("CuPy is built for CUDA 13 but torch for CUDA 12.6")
+    assert 'pip install "torchcaffe[gpu-cuda12]"' in msg
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(12040))
+    assert cuda_mismatch() is None
+    # the launcher: a mismatched CuPy is logged once and not used
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(13000))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(launcher, "_cupy_state", None)
+    with caplog.at_level("WARNING", logger="caffe"):
+        assert launcher.cupy_available() is False
+    assert "CuPy is built for CUDA 13" in caplog.text and "PyTorch paths" in caplog.text
+    # not installed at all: quietly the PyTorch paths
+    caplog.clear()
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    monkeypatch.setattr(launcher, "_cupy_state", None)
+    with caplog.at_level("WARNING", logger="caffe"):
+        assert launcher.cupy_available() is False
+    assert caplog.text == ""
+    monkeypatch.setattr(launcher, "_cupy_state", None)
