@@ -11,7 +11,8 @@ The output format is chosen by the extension of ``OUT`` (default
 ``.h5``    HDF5, one float32 dataset per key (``f["conv1/0"]``; a key's ``/`` makes
            nested groups, each dataset carries ``layer``, ``type``, ``index`` attributes)
 ``.npz``   ``numpy.savez`` layout, one ``key.npy`` member per blob (``np.load(out)["conv1/0"]``)
-``.npy``   a pickled ``{key: ndarray}`` dict (``np.load(out, allow_pickle=True).item()``)
+``.npy``   one structured record, a float32 field per key (``np.load(out)["conv1/0"]``;
+           no pickle, so loading never runs code)
 ``.json``  ``{key: {"layer", "type", "index", "shape", "data"}}`` with ``data`` flat, C order
 
 Keys.  Every blob of every layer is written, in file order, including the
@@ -44,11 +45,18 @@ into its own float32 array, so the only large allocations are the output
 arrays.  ``.h5``, ``.npz`` and ``.json`` are written blob by blob (one blob in
 memory at a time); ``.pt`` and ``.npy`` hold all arrays once (1x the weights)
 because their writers need the whole dict.
+
+Safety.  Every output is written to a temporary file and renamed over ``OUT``
+only when complete, and ``OUT`` may not be the input.  ``load`` never
+unpickles: ``.pt`` goes through ``torch.load(weights_only=True)``, ``.npy``
+through ``np.load(allow_pickle=False)``; an old pickled ``.npy`` dump needs
+``load(path, trust=True)`` (or ``--trust``), which warns.
 """
 import argparse
 import json
 import os
 import sys
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -77,6 +85,9 @@ _COUNTED_NAMES = {
 
 # V0 layer type strings whose names matter for naming blobs.
 _V0_TYPES = {"conv": "Convolution", "innerproduct": "InnerProduct"}
+
+
+INT_MAX = 2 ** 31 - 1     # Caffe's limit on a blob's count
 
 
 class DumpError(RuntimeError):
@@ -166,7 +177,14 @@ def _read_blob(sc, end, where):
         shape = tuple(legacy.get(k, 0) for k in (1, 2, 3, 4))
     else:
         shape = tuple(dims)
-    count = int(np.prod(shape)) if len(shape) else 1
+    if any(d < 0 for d in shape) or len(shape) > 32:
+        raise DumpError("%s: %s has impossible dims %s" % (sc.path, where, list(shape)))
+    count = 1
+    for d in shape:
+        count *= d
+    if count > INT_MAX:
+        raise DumpError("%s: %s has dims %s: %d values, more than Caffe's limit of INT_MAX "
+                        "(%d)" % (sc.path, where, list(shape), count, INT_MAX))
     if data.size != count:
         if data.size == 0 and not legacy and not dims:
             shape = (0,)
@@ -346,16 +364,20 @@ class _PtWriter(_DictWriter):
                    self.path)
 
 
+def npy_record_dtype(shapes):
+    """The structured dtype of a ``.npy`` dump: one float32 field per key."""
+    return np.dtype([(key, "<f4", tuple(shape)) for key, shape in shapes.items()])
+
+
 class _NpyWriter(_DictWriter):
     def close(self):
-        holder = np.empty((), dtype=object)
-        holder[()] = dict(self.items)
-        import pickle
+        dtype = npy_record_dtype(OrderedDict((k, v.shape) for k, v in self.items.items()))
+        record = np.zeros((), dtype=dtype)
+        for key, arr in self.items.items():
+            record[key] = arr
+        self.items.clear()
         with open(self.path, "wb") as f:
-            fmt = np.lib.format
-            fmt.write_array_header_2_0(f, fmt.header_data_from_array_1_0(holder))
-            # protocol 5 streams each array's buffer without copying it
-            pickle.dump(holder, f, protocol=5)
+            np.lib.format.write_array(f, record, allow_pickle=False)
 
 
 class _H5Writer:
@@ -381,7 +403,7 @@ class _NpzWriter:
 
     def add(self, key, blob):
         with self.zf.open(key + ".npy", "w", force_zip64=True) as f:
-            np.lib.format.write_array(f, np.ascontiguousarray(blob.data))
+            np.lib.format.write_array(f, np.ascontiguousarray(blob.data), allow_pickle=False)
 
     def close(self):
         self.zf.close()
@@ -462,63 +484,129 @@ def dump(model, out=None, prototxt=None, names=False, progress=False):
     types = prototxt_layer_types(prototxt) if prototxt else None
     named = bool(prototxt) or names
     update, close_bar = _progress_bar(progress, os.path.basename(model))
+    for src, what in ((model, "model"), (prototxt, "--prototxt")):
+        if src is not None and os.path.exists(out) and atomic.same_file(src, out):
+            raise DumpError("%s: the output is the %s file itself; refusing to overwrite "
+                            "the input" % (out, what))
     written = OrderedDict()
-    tmp = out + ".partial"
-    writer = _WRITERS[ext](tmp)
-    ok = False
     try:
-        for blob in iter_blobs(model, types, update):
-            key = blob_key(blob, named)
-            if key in written:
-                raise DumpError("%s: two blobs map to the key %r (duplicate layer names?)"
-                                % (model, key))
-            writer.add(key, blob)
-            written[key] = blob.shape
-            blob.data = None                  # drop it unless the writer keeps it
-        writer.close()
-        ok = True
+        with atomic.atomic_path(out) as tmp:
+            writer = _WRITERS[ext](tmp)
+            try:
+                for blob in iter_blobs(model, types, update):
+                    key = blob_key(blob, named)
+                    if key in written:
+                        raise DumpError("%s: two blobs map to the key %r (duplicate layer "
+                                        "names?)" % (model, key))
+                    writer.add(key, blob)
+                    written[key] = blob.shape
+                    blob.data = None          # drop it unless the writer keeps it
+            except BaseException:
+                try:
+                    writer.close()
+                except Exception:
+                    pass
+                raise
+            writer.close()
     finally:
         close_bar()
-        if not ok:
-            try:
-                writer.close()
-            except Exception:
-                pass
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    os.replace(tmp, out)
     return written
 
 
 # ---------------------------------------------------------------------------
 # Reading dumps back
 # ---------------------------------------------------------------------------
-def load(path):
-    """A dump file as ``OrderedDict(key -> float32 ndarray)``."""
+def load(path, trust=False):
+    """A dump file as ``OrderedDict(key -> float32 ndarray)``.
+
+    Nothing is unpickled unless ``trust=True`` (only for old pickled ``.npy``
+    dumps from a source you trust: unpickling can run arbitrary code)."""
     path = os.fspath(path)
     ext = output_format(path)
-    if ext == ".pt":
-        import torch
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        return OrderedDict((k, v.numpy()) for k, v in obj.items())
-    if ext == ".npy":
-        return OrderedDict(np.load(path, allow_pickle=True).item())
-    if ext == ".npz":
-        with np.load(path) as z:
-            return OrderedDict((k, z[k]) for k in z.files)
-    if ext == ".h5":
-        import h5py
-        out = OrderedDict()
-        with h5py.File(path, "r") as f:
-            def visit(name, obj):
-                if isinstance(obj, h5py.Dataset):
-                    out[name] = np.asarray(obj, dtype=np.float32)
-            f.visititems(visit)
-        return out
+    if not os.path.isfile(path):
+        raise DumpError("%s: no such file" % path)
+    try:
+        arrays = _LOADERS[ext](path, trust)
+    except DumpError:
+        raise
+    except Exception as exc:             # a damaged or foreign file, whatever the library
+        raise DumpError("%s: cannot read it as a %s dump (%s: %s)"
+                        % (path, ext, type(exc).__name__, exc)) from None
+    out = OrderedDict()
+    for key, arr in arrays.items():
+        if not isinstance(key, str):
+            raise DumpError("%s: key %r is not a string" % (path, key))
+        arr = np.asarray(arr)
+        if arr.dtype.kind not in "fiub":
+            raise DumpError("%s: %r holds %s values, not numbers" % (path, key, arr.dtype))
+        out[key] = arr.astype(np.float32, copy=False)
+    return out
+
+
+def _load_pt(path, trust):
+    import torch
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise DumpError("%s: not a {key: tensor} dict" % path)
+    return OrderedDict((k, v.numpy()) for k, v in obj.items())
+
+
+def _load_npy(path, trust):
+    try:
+        record = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise
+        if not trust:
+            raise DumpError("%s: a pickled .npy (an old dump, or not a dump); loading it could "
+                            "run arbitrary code. Re-dump the caffemodel, or pass trust=True / "
+                            "--trust if you trust where the file came from" % path) from None
+        warnings.warn("%s: unpickling a .npy file because trust=True was given" % path,
+                      stacklevel=3)
+        obj = np.load(path, allow_pickle=True).item()
+        if not isinstance(obj, dict):
+            raise DumpError("%s: the pickled object is not a dict" % path)
+        return OrderedDict(obj)
+    if record.dtype.names is None or record.shape != ():
+        raise DumpError("%s: not a caffe.dump .npy (expected one structured record, found a "
+                        "%s array of shape %s)" % (path, record.dtype, record.shape))
+    return OrderedDict((k, record[k]) for k in record.dtype.names)
+
+
+def _load_npz(path, trust):
+    with np.load(path, allow_pickle=False) as z:
+        return OrderedDict((k, z[k]) for k in z.files)
+
+
+def _load_h5(path, trust):
+    import h5py
+    out = OrderedDict()
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                if obj.dtype.kind not in "fiub":
+                    raise DumpError("%s: dataset %r holds %s values, not numbers"
+                                    % (path, name, obj.dtype))
+                out[name] = np.asarray(obj, dtype=np.float32)
+        f.visititems(visit)
+    return out
+
+
+def _load_json(path, trust):
     with open(path) as f:
         obj = json.load(f)
-    return OrderedDict((k, np.asarray(v["data"], dtype=np.float32).reshape(v["shape"]))
-                       for k, v in obj.items())
+    if not isinstance(obj, dict):
+        raise DumpError("%s: not a caffe.dump JSON object" % path)
+    out = OrderedDict()
+    for k, v in obj.items():
+        if not isinstance(v, dict) or "data" not in v or "shape" not in v:
+            raise DumpError("%s: entry %r lacks data/shape" % (path, k))
+        out[k] = np.asarray(v["data"], dtype=np.float32).reshape(v["shape"])
+    return out
+
+
+_LOADERS = {".pt": _load_pt, ".npy": _load_npy, ".npz": _load_npz, ".h5": _load_h5,
+            ".json": _load_json}
 
 
 def _legacy_compatible(src, dst):
@@ -531,11 +619,13 @@ def _legacy_compatible(src, dst):
     return tuple(src) == padded
 
 
-def copy_to_net(net, source):
-    """Copy a dump (path or mapping) into ``net`` by layer name; returns the keys used."""
-    arrays = load(source) if not isinstance(source, dict) else source
+def copy_to_net(net, source, trust=False):
+    """Copy a dump (path or mapping) into ``net`` by layer name; returns the keys used.
+    Everything is checked before the first blob is written."""
+    arrays = load(source, trust=trust) if not isinstance(source, dict) else source
     layers = net.layer_dict
     used = []
+    writes = []
     for key, arr in arrays.items():
         lname, _, suffix = key.rpartition("/")
         layer = layers.get(lname)
@@ -557,8 +647,10 @@ def copy_to_net(net, source):
         if not _legacy_compatible(arr.shape, tuple(target.shape)):
             raise DumpError("%s: shape %s does not fit layer %r blob %d of shape %s"
                             % (key, arr.shape, lname, idx, tuple(target.shape)))
-        target.data[...] = arr.reshape(target.shape)
+        writes.append((target, arr.reshape(target.shape)))
         used.append(key)
+    for target, arr in writes:
+        target.data[...] = arr
     return used
 
 

@@ -23,7 +23,8 @@ from .layers.base import LayerError
 from . import protoio
 from . import selectors
 from .protoio import CaffeFileError
-from .weights import blob_from_proto, blob_to_proto, is_hdf5, source_layers
+from . import weights as weight_io
+from .weights import blob_to_proto
 
 logger = logging.getLogger("caffe")
 
@@ -636,29 +637,12 @@ class Net:
             blob.diff_buffer.zero_()
 
     def copy_from(self, filename):
-        """Copy weights by layer name from a binary caffemodel (V1 or V2) or HDF5 file."""
-        protoio.check_file(filename, "weights")
-        if is_hdf5(filename):
-            self.load_hdf5(filename)
-            return
-        weights = protoio.read_binary(filename, protoio.pb2().NetParameter())
-        self.copy_from_proto(weights, source=str(filename))
+        """Copy weights by layer name from a binary caffemodel (V1 or V2) or HDF5
+        file; the whole file is checked first, so a bad file changes nothing."""
+        weight_io.copy_from(self, filename)
 
     def copy_from_proto(self, weights, source="<NetParameter>"):
-        index = {name: i for i, name in enumerate(self._layer_names)}
-        for name, blobs in source_layers(weights):
-            li = index.get(name)
-            if li is None:
-                logger.info("Ignoring source layer %s", name)
-                continue
-            target = getattr(self._layers[li], "blobs", [])
-            if len(blobs) != len(target):
-                raise CaffeFileError("%s: incompatible number of blobs for layer %r: the file "
-                                     "has %d, the net expects %d"
-                                     % (source, name, len(blobs), len(target)))
-            for j, proto in enumerate(blobs):
-                blob_from_proto(target[j], proto, "%s: cannot copy param %d weights from "
-                                "layer %r" % (source, j, name))
+        weight_io.copy_from_proto(self, weights, source)
 
     def share_with(self, other):
         """Share parameter data (not diffs) with the same-named layers of ``other``."""
@@ -692,55 +676,10 @@ class Net:
         protoio.write_binary(filename, self.to_proto())
 
     def save_hdf5(self, filename, write_diff=False):
-        import h5py
-        with h5py.File(filename, "w") as f:
-            data = f.create_group("data")
-            diff = f.create_group("diff") if write_diff else None
-            for li, name in enumerate(self._layer_names):
-                blobs = getattr(self._layers[li], "blobs", [])
-                if not len(blobs):
-                    continue
-                g = data.create_group(name)
-                gd = diff.create_group(name) if diff is not None else None
-                for j, blob in enumerate(blobs):
-                    if not self._param_owned[li][j]:
-                        continue
-                    g.create_dataset(str(j), data=blob.data_buffer.host_readonly().numpy())
-                    if gd is not None:
-                        gd.create_dataset(str(j), data=blob.diff_buffer.host_readonly().numpy())
+        weight_io.save_hdf5(self, filename, write_diff)
 
     def load_hdf5(self, filename):
-        import h5py
-        protoio.check_file(filename, "weights")
-        with h5py.File(filename, "r") as f:
-            if "data" not in f:
-                raise CaffeFileError("%s: not a Caffe HDF5 weights file (no /data group)"
-                                     % filename)
-            data = f["data"]
-            for li, name in enumerate(self._layer_names):
-                if name not in data:
-                    logger.info("Ignoring source layer %s", name)
-                    continue
-                group = data[name]
-                blobs = getattr(self._layers[li], "blobs", [])
-                n_src = len(group.keys())
-                for j, blob in enumerate(blobs):
-                    key = str(j)
-                    if key not in group:
-                        if not self._param_owned[li][j]:
-                            continue
-                        raise CaffeFileError("%s: incompatible number of blobs for layer %r"
-                                             % (filename, name))
-                    arr = np.asarray(group[key], dtype=np.float32)
-                    if list(arr.shape) != blob.shape:
-                        raise CaffeFileError(
-                            "%s: cannot copy param %d weights from layer %r; shape mismatch. "
-                            "Source param shape is %s; target param shape is %s"
-                            % (filename, j, name, list(arr.shape), blob.shape))
-                    blob.data_buffer.host().copy_(torch.from_numpy(arr))
-                if n_src > len(blobs):
-                    raise CaffeFileError("%s: incompatible number of blobs for layer %r"
-                                         % (filename, name))
+        weight_io.load_hdf5(self, filename)
 
     def before_forward(self, fn):
         self._before_forward.append(fn)

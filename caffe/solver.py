@@ -27,7 +27,9 @@ from . import protoio
 from . import selectors
 from .net import Net
 from .protoio import CaffeFileError
-from .weights import proto_array, proto_shape
+from . import atomic
+from . import weights as weight_io
+from .weights import proto_array, proto_shape, shape_fits
 
 logger = logging.getLogger("caffe")
 
@@ -715,7 +717,7 @@ class SGDSolver(Solver):
         import h5py
         filename = self._snapshot_filename(".solverstate.h5")
         logger.info("Snapshotting solver state to HDF5 file %s", filename)
-        with h5py.File(filename, "w") as f:
+        with atomic.atomic_path(filename) as tmp, h5py.File(tmp, "w") as f:
             f.create_dataset("iter", data=np.array([self._iter], dtype=np.int32))
             f.create_dataset("learned_net", data=np.bytes_(model_filename.encode("utf-8")))
             f.create_dataset("current_step", data=np.array([self._current_step],
@@ -727,54 +729,100 @@ class SGDSolver(Solver):
             for i, h in enumerate(self._history):
                 g.create_dataset(str(i), data=h.detach().cpu().numpy())
 
-    def _set_history(self, i, arr, shape, where):
-        arr = np.asarray(arr, dtype=np.float32)
-        if arr.size != int(np.prod(shape)):
-            raise CaffeFileError("%s: history blob %d holds %d values but its shape %s needs %d"
-                                 % (where, i, arr.size, list(shape), int(np.prod(shape))))
-        self._history[i] = torch.from_numpy(arr.reshape(shape).copy()).to(self._dev)
+    # -- restore: read and check everything, then change the solver ------------------
+    def _param_label(self, i):
+        """Which learnable param history blob ``i`` belongs to, for error messages."""
+        n = len(self._params)
+        k = i % n if n else i
+        for lname, blobs in self._net.params.items():
+            for j, b in enumerate(blobs):
+                if k < n and b is self._params[k]:
+                    return "layer %r param %d" % (lname, j)
+        return "learnable param %d" % k
+
+    def _checked_history(self, items, state_file):
+        """``items``: (array, stored shape) per history blob in file order.
+        Returns the arrays shaped like this solver's history, or raises
+        CaffeFileError naming the blob before anything was changed."""
+        if len(items) != len(self._history):
+            raise CaffeFileError("%s: Incorrect length of history blobs: the file has %d, the %s "
+                                 "solver needs %d" % (state_file, len(items), self.type,
+                                                      len(self._history)))
+        out = []
+        for i, (arr, shape) in enumerate(items):
+            target = tuple(self._history[i].shape)
+            arr = np.asarray(arr, dtype=np.float32)
+            if not shape_fits(shape, target) or arr.size != int(np.prod(target)):
+                raise CaffeFileError(
+                    "%s: history blob %d (%s) has shape %s with %d values; the %s solver "
+                    "needs shape %s" % (state_file, i, self._param_label(i), list(shape),
+                                        arr.size, self.type, list(target)))
+            out.append(arr.reshape(target))
+        return out
+
+    def _commit_restore(self, it, current_step, history, plan):
+        if plan is not None:
+            plan.apply()
+        logger.info("SGDSolver: restoring history")
+        for i, arr in enumerate(history):
+            self._history[i] = torch.from_numpy(arr.copy()).to(self._dev)
+        self._iter = it
+        self._current_step = current_step
+
+    def _plan_learned_net(self, learned, state_file):
+        protoio.check_file(learned, "learned_net of %s" % state_file)
+        return weight_io.plan_copy(self._net, learned)
 
     def _restore_binary(self, state_file):
-        pb2 = protoio.pb2()
-        state = protoio.read_binary(state_file, pb2.SolverState())
-        self._iter = state.iter
+        state = protoio.read_binary(state_file, protoio.schema().SolverState())
+        history = self._checked_history(
+            [(proto_array(bp), proto_shape(bp)) for bp in state.history], state_file)
+        plan = None
         if state.HasField("learned_net"):
-            protoio.check_file(state.learned_net, "learned_net of %s" % state_file)
-            weights = protoio.read_net_param(state.learned_net, binary=True)
-            self._net.copy_from_proto(weights, source=state.learned_net)
-        self._current_step = state.current_step
-        if len(state.history) != len(self._history):
-            raise CaffeFileError("%s: Incorrect length of history blobs: the file has %d, the %s "
-                                 "solver needs %d" % (state_file, len(state.history), self.type,
-                                                      len(self._history)))
-        logger.info("SGDSolver: restoring history")
-        for i, bp in enumerate(state.history):
-            self._set_history(i, proto_array(bp), proto_shape(bp), state_file)
+            plan = self._plan_learned_net(state.learned_net, state_file)
+        self._commit_restore(state.iter, state.current_step, history, plan)
 
     def _restore_hdf5(self, state_file):
         import h5py
-        with h5py.File(state_file, "r") as f:
-            self._iter = int(np.asarray(f["iter"]).reshape(-1)[0])
+        with weight_io.h5_open(state_file, "solver state") as f:
+            def scalar(key):
+                if key not in f:
+                    raise CaffeFileError("%s: not a Caffe HDF5 solver state (no /%s)"
+                                         % (state_file, key))
+                arr = weight_io.h5_array(f[key], "%s: /%s" % (state_file, key), np.int64)
+                if arr.size != 1:
+                    raise CaffeFileError("%s: /%s holds %d values, expected one"
+                                         % (state_file, key, arr.size))
+                return int(arr.reshape(-1)[0])
+            it = scalar("iter")
+            current_step = scalar("current_step")
+            learned = None
             if "learned_net" in f:
-                learned = f["learned_net"][()]
+                node = f["learned_net"]
+                if not isinstance(node, h5py.Dataset) or node.dtype.kind not in "SUO":
+                    raise CaffeFileError("%s: /learned_net is not a string" % state_file)
+                learned = node[()]
                 if isinstance(learned, np.ndarray):
-                    learned = learned.reshape(-1)[0]
+                    learned = learned.reshape(-1)[0] if learned.size else b""
                 if isinstance(learned, bytes):
-                    learned = learned.decode("utf-8")
-                learned = str(learned).rstrip("\x00")
-                self._net.copy_from(learned)
-            self._current_step = int(np.asarray(f["current_step"]).reshape(-1)[0])
-            if "history" not in f:
+                    learned = learned.decode("utf-8", "replace")
+                if not isinstance(learned, str):
+                    raise CaffeFileError("%s: /learned_net is not a string" % state_file)
+                learned = learned.rstrip("\x00")
+            if "history" not in f or not isinstance(f["history"], h5py.Group):
                 raise CaffeFileError("%s: Error reading history (no /history group)" % state_file)
             hist = f["history"]
-            if len(hist.keys()) != len(self._history):
-                raise CaffeFileError("%s: Incorrect length of history blobs: the file has %d, "
-                                     "the %s solver needs %d"
-                                     % (state_file, len(hist.keys()), self.type,
-                                        len(self._history)))
-            for i in range(len(self._history)):
-                arr = np.asarray(hist[str(i)], dtype=np.float32)
-                self._set_history(i, arr, arr.shape, state_file)
+            keys = list(hist.keys())
+            if sorted(keys) != sorted(str(i) for i in range(len(keys))):
+                raise CaffeFileError("%s: /history holds %s; expected datasets 0..%d"
+                                     % (state_file, sorted(keys), len(keys) - 1))
+            items = []
+            for i in range(len(keys)):
+                arr = weight_io.h5_array(hist[str(i)], "%s: /history/%d" % (state_file, i))
+                items.append((arr, arr.shape))
+        history = self._checked_history(items, state_file)
+        plan = self._plan_learned_net(learned, state_file) if learned else None
+        self._commit_restore(it, current_step, history, plan)
 
 
 class NesterovSolver(SGDSolver):

@@ -268,3 +268,114 @@ def test_dump_memory_bounded(tmp_path, fmt):
     assert extra < limit, (fmt, extra, size_mb)
     arrays = dump.load(out)
     assert arrays["ip4/0"].shape == (1000, 10000)
+
+
+# ---------------------------------------------------------------------------
+# Reliability (#14): same-file refusal, no pickle, impossible dims
+# ---------------------------------------------------------------------------
+LENET_W = os.path.join(GOLDEN, "nets", "lenet.caffemodel")
+
+
+def test_same_file_in_and_out_is_refused(tmp_path, capsys):
+    model = str(tmp_path / "m.pt")          # a caffemodel that happens to end in .pt
+    with open(LENET_W, "rb") as a, open(model, "wb") as b:
+        b.write(a.read())
+    before = open(model, "rb").read()
+    assert dump.main([model, "-o", model]) == 1
+    assert "refusing" in capsys.readouterr().err
+    link = str(tmp_path / "alias.pt")
+    os.symlink(model, link)
+    with pytest.raises(dump.DumpError, match="refusing"):
+        dump.dump(model, link)
+    assert open(model, "rb").read() == before
+    assert sorted(os.listdir(tmp_path)) == ["alias.pt", "m.pt"]
+
+
+def test_npy_dump_is_pickle_free(tmp_path):
+    out = str(tmp_path / "w.npy")
+    dump.dump(LENET_W, out)
+    record = np.load(out, allow_pickle=False)          # would raise on a pickle
+    ref = _file_blobs(LENET_W)
+    assert set(record.dtype.names) == set(ref)
+    for key, arr in dump.load(out).items():
+        np.testing.assert_array_equal(arr, ref[key])
+
+
+class _Evil:
+    def __reduce__(self):
+        return (open, (os.environ["CAFFE_TEST_PWNED"], "w"))
+
+
+def test_pickled_npy_never_runs_code_unless_trusted(tmp_path, monkeypatch):
+    marker = str(tmp_path / "pwned")
+    monkeypatch.setenv("CAFFE_TEST_PWNED", marker)
+    path = str(tmp_path / "evil.npy")
+    holder = np.empty((), dtype=object)
+    holder[()] = {"conv1/0": _Evil()}
+    np.save(path, holder, allow_pickle=True)
+    with pytest.raises(dump.DumpError, match="trust=True"):
+        dump.load(path)
+    net = caffe.Net(os.path.join(GOLDEN, "nets", "lenet.prototxt"), caffe.TEST)
+    with pytest.raises(dump.DumpError):
+        dump.copy_to_net(net, path)
+    assert not os.path.exists(marker)
+    # an old pickled dump of plain arrays loads with an explicit trust=True
+    old = str(tmp_path / "old.npy")
+    holder[()] = {"ip2/1": np.arange(10, dtype=np.float32)}
+    np.save(old, holder, allow_pickle=True)
+    with pytest.warns(UserWarning, match="unpickling"):
+        assert dump.load(old, trust=True)["ip2/1"][3] == 3
+
+
+@pytest.mark.parametrize("ext", [".pt", ".npy", ".npz", ".h5", ".json"])
+def test_damaged_dump_files_raise_dump_error(tmp_path, ext):
+    good = str(tmp_path / ("good" + ext))
+    if ext == ".h5":
+        pytest.importorskip("h5py")
+    dump.dump(LENET_W, good)
+    data = open(good, "rb").read()
+    bad = str(tmp_path / ("bad" + ext))
+    with open(bad, "wb") as f:
+        f.write(data[:len(data) // 3])
+    with pytest.raises(dump.DumpError) as exc:
+        dump.load(bad)
+    assert bad in str(exc.value)
+
+
+def test_copy_to_net_is_all_or_nothing(tmp_path):
+    net = caffe.Net(os.path.join(GOLDEN, "nets", "lenet.prototxt"), caffe.TEST)
+    before = {k: [b.data.copy() for b in v] for k, v in net.params.items()}
+    arrays = dump.load(_dump_to(tmp_path, ".npz"))
+    arrays["ip2/0"] = np.zeros((3, 3), np.float32)          # last key does not fit
+    with pytest.raises(dump.DumpError, match="ip2"):
+        dump.copy_to_net(net, arrays)
+    for k, v in net.params.items():
+        for b, old in zip(v, before[k]):
+            np.testing.assert_array_equal(b.data, old)
+
+
+def _dump_to(tmp_path, ext):
+    out = str(tmp_path / ("w" + ext))
+    dump.dump(LENET_W, out)
+    return out
+
+
+def _blob_bytes(dims):
+    from caffe.protoio.wire import encode_varint
+    shape = b"".join(b"\x08" + encode_varint(d & (2 ** 64 - 1)) for d in dims)
+    return b"\x3a" + encode_varint(len(shape)) + shape
+
+
+@pytest.mark.parametrize("dims", [[-3, 2], [2 ** 20, 2 ** 20]])
+def test_blob_with_impossible_dims_is_named(tmp_path, dims):
+    from caffe.protoio.wire import encode_varint
+    name = b"\x0a\x03ip1"
+    blob = _blob_bytes(dims)
+    layer = name + b"\x3a" + encode_varint(len(blob)) + blob
+    path = str(tmp_path / "bad.caffemodel")
+    with open(path, "wb") as f:
+        f.write(b"\xa2\x06" + encode_varint(len(layer)) + layer)
+    with pytest.raises(dump.DumpError) as exc:
+        dump.dump(path, str(tmp_path / "o.npz"))
+    msg = str(exc.value)
+    assert path in msg and ("impossible dims" in msg or "INT_MAX" in msg)

@@ -269,6 +269,35 @@ def test_missing_module_and_class_are_explained(pymod, tmp_path):
         _net(tmp_path, base % (pymod, "NoSuchClass"))
 
 
+def test_python_param_must_name_a_layer_class_before_anything_is_called(tmp_path):
+    """python_param naming a function or a non-Layer class is refused without
+    calling it (a prototxt must not be a way to run arbitrary callables)."""
+    d = tmp_path / "mods"
+    d.mkdir()
+    marker = tmp_path / "called"
+    name = "tc_not_layers_%d" % os.getpid()
+    (d / (name + ".py")).write_text(
+        "def not_a_layer(*a, **k):\n"
+        "    open(%r, 'w').close()\n"
+        "class NotALayer:\n"
+        "    def __init__(self, *a, **k):\n"
+        "        open(%r, 'w').close()\n" % (str(marker), str(marker)))
+    sys.path.insert(0, str(d))
+    try:
+        for attr in ("not_a_layer", "NotALayer", "__name__"):
+            text = """
+            input: 'data' input_shape { dim: 2 }
+            layer { type: 'Python' name: 'p' bottom: 'data' top: 'top'
+              python_param { module: '%s' layer: '%s' } }
+            """ % (name, attr)
+            with pytest.raises(ImportError, match="'p'.*not a subclass of caffe.Layer"):
+                _net(tmp_path, text, caffe.TEST)
+            assert not marker.exists()
+    finally:
+        sys.path.remove(str(d))
+        sys.modules.pop(name, None)
+
+
 def test_param_str_and_param_str_underscore(pymod, tmp_path):
     text = """
     name: 'pythonnet' force_backward: true

@@ -11,6 +11,7 @@ import sys
 
 from .._common import TRAIN
 from ..blob import BlobVec
+from .base import BlobLayer
 from .registry import modules
 
 
@@ -103,11 +104,14 @@ def _python_layer(layer_param, bottom_shapes, phase):
         raise PythonLayerError("layer %r (type Python): module %r has no class %r "
                                "(python_param.layer)" % (layer_param.name, pp.module,
                                                          pp.layer)) from None
-    layer = cls(layer_param)
-    if not getattr(layer, "_caffe_blob_layer", False):
-        raise PythonLayerError("layer %r: %s.%s must subclass caffe.Layer"
-                               % (layer_param.name, pp.module, pp.layer))
-    return layer
+    # checked before anything is called: python_param names code to run, and
+    # only a caffe.Layer subclass is what the prototxt's author can have meant
+    if not (isinstance(cls, type) and issubclass(cls, (Layer, BlobLayer))):
+        raise PythonLayerError("layer %r (type Python): %s.%s is %s, not a subclass of "
+                               "caffe.Layer; refusing to call it"
+                               % (layer_param.name, pp.module, pp.layer,
+                                  "a class" if isinstance(cls, type) else type(cls).__name__))
+    return cls(layer_param)
 
 
 modules.register_builtin("Python", _python_layer)
