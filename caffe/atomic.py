@@ -59,6 +59,29 @@ def atomic_open(path, mode="wb", **kwargs):
             f.flush()
 
 
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a not-yet-existing temporary path next to ``path`` for a writer that
+    creates a whole folder (LMDB, LevelDB); renamed to ``path`` on success,
+    removed on failure.  ``path`` itself must not exist (Caffe's tools refuse
+    to write into an existing database too)."""
+    import shutil
+    path = os.fspath(path).rstrip(os.sep) or os.sep
+    if os.path.exists(path):
+        raise FileExistsError("%s already exists" % path)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".partial",
+                           dir=directory)
+    os.rmdir(tmp)                       # the writer creates it, as it would create path
+    try:
+        yield tmp
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(directory)
+
+
 def write_bytes(path, data):
     with atomic_open(path, "wb") as f:
         f.write(data)

@@ -13,6 +13,7 @@ import math
 import torch
 
 from . import _common
+from .limits import check_shape
 
 _UNINIT, _HOST, _DEVICE, _SYNCED = 0, 1, 2, 3
 _CPU = _common._CPU   # the device object compute_device() hands out in CPU mode
@@ -219,6 +220,7 @@ class Blob:
         for d in shape:
             if d < 0:
                 raise ValueError("Blob dimensions must be non-negative, got %s" % (shape,))
+        check_shape(shape)
         self._data = SyncedBuffer(shape)
         self._diff = SyncedBuffer(shape)
 
@@ -266,6 +268,7 @@ class Blob:
         for d in shape:
             if d < 0:
                 raise ValueError("Blob.reshape: negative dimension in %s" % (shape,))
+        check_shape(shape)
         self._data.reshape(shape)
         self._diff.reshape(shape)
 

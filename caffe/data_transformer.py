@@ -63,7 +63,12 @@ def _cv2(purpose):
 def decode_image(buf, flag):
     """``cv2.imdecode`` of bytes; None when it cannot be decoded."""
     cv2 = _cv2("decoding encoded Datums")
-    return cv2.imdecode(np.frombuffer(buf, dtype=np.uint8), flag)
+    if not len(buf):
+        return None                 # cv2.imdecode asserts on an empty buffer
+    try:
+        return cv2.imdecode(np.frombuffer(buf, dtype=np.uint8), flag)
+    except cv2.error:
+        return None
 
 
 def read_image(filename, height=0, width=0, is_color=True):
@@ -136,25 +141,25 @@ class DataTransformer:
 
     def datum_array(self, datum, flag=None):
         """The CHW array a Datum holds: decoded (uint8) when encoded, else its
-        bytes (uint8) or its float_data (float32).  Raises ValueError when the
+        bytes (uint8) or its float_data (float32).  Raises TransformError (a ValueError) when the
         Datum is inconsistent or cannot be decoded."""
         if datum.encoded:
             img = decode_image(datum.data, self.decode_flag() if flag is None else flag)
             if img is None:
-                raise ValueError("could not decode the encoded Datum")
+                raise TransformError("could not decode the encoded Datum")
             if img.dtype != np.uint8:
-                raise ValueError("image data type must be unsigned byte, got %s" % img.dtype)
+                raise TransformError("image data type must be unsigned byte, got %s" % img.dtype)
             return hwc_to_chw(img)
         c, h, w = datum.channels, datum.height, datum.width
         if c <= 0:
-            raise ValueError("Datum has %d channels" % c)
+            raise TransformError("Datum has %d channels" % c)
         n = c * h * w
         if len(datum.data):
             if len(datum.data) != n:
-                raise ValueError("Datum holds %d bytes for %dx%dx%d" % (len(datum.data), c, h, w))
+                raise TransformError("Datum holds %d bytes for %dx%dx%d" % (len(datum.data), c, h, w))
             return np.frombuffer(datum.data, dtype=np.uint8).reshape(c, h, w)
         if len(datum.float_data) != n:
-            raise ValueError("Datum holds %d float_data values for %dx%dx%d"
+            raise TransformError("Datum holds %d float_data values for %dx%dx%d"
                              % (len(datum.float_data), c, h, w))
         return np.asarray(datum.float_data, dtype=np.float32).reshape(c, h, w)
 

@@ -312,6 +312,16 @@ def _has_layers(path):
 
 
 def _iter_hdf5(path, layer_types, progress):
+    try:
+        yield from _iter_hdf5_unchecked(path, layer_types, progress)
+    except DumpError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        raise DumpError("%s: damaged Caffe HDF5 weights file (%s: %s)"
+                        % (path, type(exc).__name__, exc)) from None
+
+
+def _iter_hdf5_unchecked(path, layer_types, progress):
     import h5py
     with h5py.File(path, "r") as h5:
         if "data" not in h5:

@@ -30,6 +30,14 @@ def _variance_n(filler, shape):
     return float(fan_in)
 
 
+def _checked_n(filler, shape, where):
+    n = _variance_n(filler, shape)
+    if not n > 0:
+        raise FillerError("%s: %s filler has no fan-in/fan-out to scale by (blob shape %s)"
+                          % (where, filler.type, list(shape)))
+    return n
+
+
 def fill(tensor, filler, where="filler"):
     """Fill ``tensor`` in place according to the FillerParameter ``filler``."""
     kind = filler.type
@@ -41,14 +49,24 @@ def fill(tensor, filler, where="filler"):
         if kind == "constant":
             tensor.fill_(filler.value)
         elif kind == "uniform":
+            if not filler.min <= filler.max:
+                raise FillerError("%s: uniform filler needs min <= max (min %g, max %g)"
+                                  % (where, filler.min, filler.max))
             tensor.uniform_(filler.min, filler.max)
         elif kind == "gaussian":
+            if not filler.std >= 0:
+                raise FillerError("%s: gaussian filler needs std >= 0 (std %g)"
+                                  % (where, filler.std))
             tensor.normal_(filler.mean, filler.std)
             if filler.sparse >= 0:
                 if len(shape) < 1 or shape[0] == 0:
                     raise FillerError("%s: sparse gaussian needs a blob with at least one axis"
                                       % where)
                 p = float(filler.sparse) / shape[0]
+                if p > 1:
+                    raise FillerError("%s: sparse %d is more than the blob's %d outputs "
+                                      "(shape %s)" % (where, filler.sparse, shape[0],
+                                                      list(shape)))
                 mask = torch.bernoulli(torch.full(shape, p, dtype=tensor.dtype,
                                                   device=tensor.device))
                 tensor.mul_(mask)
@@ -58,10 +76,10 @@ def fill(tensor, filler, where="filler"):
             flat = tensor.view(rows, -1)
             flat.div_(flat.sum(dim=1, keepdim=True))
         elif kind == "xavier":
-            scale = math.sqrt(3.0 / _variance_n(filler, shape))
+            scale = math.sqrt(3.0 / _checked_n(filler, shape, where))
             tensor.uniform_(-scale, scale)
         elif kind == "msra":
-            std = math.sqrt(2.0 / _variance_n(filler, shape))
+            std = math.sqrt(2.0 / _checked_n(filler, shape, where))
             tensor.normal_(0.0, std)
         elif kind == "bilinear":
             if len(shape) != 4 or shape[2] != shape[3]:

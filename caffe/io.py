@@ -94,8 +94,7 @@ def arraylist_to_blobprotovector_str(arraylist):
 
 def blobprotovector_str_to_arraylist(str):  # noqa: A002 (pycaffe's name)
     """Parse serialized ``BlobProtoVector`` bytes into a list of arrays."""
-    vec = _pb().BlobProtoVector()
-    vec.ParseFromString(str)
+    vec = protoio.parse_binary(str, _pb().BlobProtoVector(), "BlobProtoVector bytes")
     return [blobproto_to_array(b) for b in vec.blobs]
 
 

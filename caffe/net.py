@@ -18,6 +18,8 @@ import torch
 from . import _common
 from .net_log import log_net_init
 from .blob import Blob
+from .fillers import FillerError
+from .limits import BlobShapeError, check_shape
 from .layers.adapters import build_layer
 from .layers.base import LayerError
 from . import protoio
@@ -271,6 +273,8 @@ class Net:
                 layer = build_layer(lp, bottom_shapes, self._phase, source)
             except LayerError as exc:
                 raise LayerError("%s: %s" % (source, exc)) from None
+            except FillerError as exc:
+                raise FillerError("%s: %s" % (source, exc)) from None
             self._check_counts(layer, lp, where)
             # tops
             top_ids = []
@@ -299,8 +303,12 @@ class Net:
             if is_blob_layer:
                 if hasattr(layer, "_caffe_prepare"):
                     layer._caffe_prepare(lp, self._phase)
-                layer.setup(bottoms, tops)
-                layer.reshape(bottoms, tops)
+                try:
+                    layer.setup(bottoms, tops)
+                    layer.reshape(bottoms, tops)
+                except BlobShapeError as exc:
+                    raise NetError("%s (tops %s): %s" % (where, list(lp.top), exc)) from None
+                self._check_in_place(lp, bottom_ids, top_ids, bottom_shapes, where)
             else:
                 try:
                     shapes = layer.output_shapes(bottom_shapes)
@@ -312,8 +320,14 @@ class Net:
                 if len(shapes) != len(tops):
                     raise NetError("%s: the layer produces %d tops but %d are named"
                                    % (where, len(shapes), len(tops)))
+                for name, blob, shape in zip(lp.top, tops, shapes):
+                    try:
+                        check_shape(shape, "top blob %r" % name)
+                    except BlobShapeError as exc:
+                        raise NetError("%s: %s" % (where, exc)) from None
                 for blob, shape in zip(tops, shapes):
                     blob.reshape(*shape)
+                self._check_in_place(lp, bottom_ids, top_ids, bottom_shapes, where)
             if getattr(layer, "type", None) != lp.type:
                 try:
                     layer.type = lp.type
@@ -400,6 +414,17 @@ class Net:
         self._after_forward = []
         self._before_backward = []
         self._after_backward = []
+
+    def _check_in_place(self, lp, bottom_ids, top_ids, bottom_shapes, where):
+        """An in-place top (the same blob as its bottom) must keep the bottom's shape."""
+        for ti, tid in enumerate(top_ids):
+            if ti < len(bottom_ids) and bottom_ids[ti] == tid:
+                now = tuple(self._blobs[tid].shape)
+                if now != tuple(bottom_shapes[ti]):
+                    raise NetError("%s: in-place top %r would change shape from %s to %s; "
+                                   "give the top its own name" % (where, lp.top[ti],
+                                                                  list(bottom_shapes[ti]),
+                                                                  list(now)))
 
     def _check_counts(self, layer, lp, where):
         for what, names, bounds in (("bottom", lp.bottom, getattr(layer, "num_bottoms", None)),

@@ -9,12 +9,22 @@ key); a thread that died without a batch is reported too, so ``get()`` never
 hangs.  The thread holds the loader, never the layer: the owner registers
 :meth:`Prefetcher.stop` with ``weakref.finalize`` so the thread ends when the
 layer (and its net) is garbage-collected.
+
+Interpreter exit.  A daemon thread still decoding (OpenCV, torch) while the
+interpreter finalizes can abort the process ("terminate called without an
+active exception").  Every live prefetcher is therefore stopped and joined by
+an ``atexit`` hook, which runs before finalization: at exit no prefetch thread
+is inside library code.
 """
+import atexit
 import queue
 import threading
 import weakref
 
 _POLL = 0.05
+_EXIT_JOIN_TIMEOUT = 30.0        # per thread; one batch load must finish by then
+
+_live = weakref.WeakSet()        # running prefetch threads (threading keeps them alive)
 
 
 class PrefetchError(RuntimeError):
@@ -52,6 +62,16 @@ def _worker(loader, q, stop):
                 pass
 
 
+class _PrefetchThread(threading.Thread):
+    """The worker thread, carrying what :func:`stop_all` needs to stop it."""
+
+    def __init__(self, loader, q, stop, name):
+        super().__init__(target=_worker, args=(loader, q, stop), name="caffe-%s" % name,
+                         daemon=True)
+        self.stop_event = stop
+        self.batches = q
+
+
 class Prefetcher:
     """``Prefetcher(loader, depth=4, name='')``; ``loader.load_batch()`` returns a batch."""
 
@@ -61,9 +81,9 @@ class Prefetcher:
         self._queue = queue.Queue(maxsize=self.depth)
         self._stop = threading.Event()
         self._failed = None
-        self._thread = threading.Thread(target=_worker, args=(loader, self._queue, self._stop),
-                                        name="caffe-%s" % name, daemon=True)
+        self._thread = _PrefetchThread(loader, self._queue, self._stop, name)
         self._thread.start()
+        _live.add(self._thread)
 
     def attach(self, owner):
         """Stop the thread when ``owner`` is garbage-collected."""
@@ -106,3 +126,16 @@ class Prefetcher:
     @property
     def alive(self):
         return self._thread.is_alive()
+
+
+def stop_all(timeout=_EXIT_JOIN_TIMEOUT):
+    """Stop every live prefetch thread and wait for it to leave its batch."""
+    threads = list(_live)
+    for t in threads:
+        Prefetcher._stop_thread(t.stop_event, t.batches)
+    for t in threads:
+        if t is not threading.current_thread():
+            t.join(timeout)
+
+
+atexit.register(stop_all)

@@ -784,7 +784,8 @@ class SGDSolver(Solver):
 
     def _restore_hdf5(self, state_file):
         import h5py
-        with weight_io.h5_open(state_file, "solver state") as f:
+        with weight_io.h5_errors(state_file, "solver state"), \
+                weight_io.h5_open(state_file, "solver state") as f:
             def scalar(key):
                 if key not in f:
                     raise CaffeFileError("%s: not a Caffe HDF5 solver state (no /%s)"

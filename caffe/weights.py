@@ -6,6 +6,7 @@ Copies are transactional: :func:`plan_copy` reads and checks the whole file
 :class:`CopyPlan`; only ``plan.apply()`` touches the net.  A file that fails
 any check leaves every weight as it was.
 """
+import contextlib
 import logging
 
 import numpy as np
@@ -198,6 +199,19 @@ def h5_open(path, what, mode="r"):
                              "corrupt or not HDF5" % (path, what, exc)) from None
 
 
+@contextlib.contextmanager
+def h5_errors(path, what):
+    """Turn whatever h5py raises on a damaged file (OSError, RuntimeError,
+    KeyError, ValueError... at any call, not only at open) into CaffeFileError."""
+    try:
+        yield
+    except CaffeFileError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        raise CaffeFileError("%s: damaged HDF5 %s (%s: %s)"
+                             % (path, what, type(exc).__name__, exc)) from None
+
+
 def h5_array(node, where, dtype=np.float32):
     """A dataset's values as ``dtype``; a group, an object/string dataset or a
     damaged chunk raises CaffeFileError naming ``where``."""
@@ -223,7 +237,7 @@ def _h5_get(group, key, where):
 def plan_copy_hdf5(net, filename):
     import h5py
     plan = CopyPlan(str(filename))
-    with h5_open(filename, "weights file") as f:
+    with h5_errors(filename, "weights file"), h5_open(filename, "weights file") as f:
         if "data" not in f or not isinstance(f["data"], h5py.Group):
             raise CaffeFileError("%s: not a Caffe HDF5 weights file (no /data group)"
                                  % filename)

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..blob import Blob, BlobVec
 from .. import fillers
+from ..limits import BlobShapeError, check_shape
 
 
 class LayerError(ValueError):
@@ -61,7 +62,12 @@ class CaffeLayer(nn.Module):
         instead of the filler, after a shape check.
         """
         index = len(self.blobs)
-        blob = Blob(tuple(int(d) for d in shape))
+        shape = tuple(int(d) for d in shape)
+        try:
+            check_shape(shape, "param blob %d" % index)
+        except BlobShapeError as exc:
+            raise self.error(str(exc)) from None
+        blob = Blob(shape)
         embedded = self.layer_param.blobs
         if index < len(embedded):
             from ..weights import blob_from_proto

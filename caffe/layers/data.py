@@ -137,13 +137,9 @@ class HDF5DataLayer(_DataLayer):
         for blob, shape in zip(top, self.row_shapes):
             blob.reshape(self.batch_size, *shape)
 
-    def _load(self, filename):
+    def _read_datasets(self, f, filename):
+        """One float32 array per top, read from the open HDF5 file ``f``."""
         import h5py
-        try:
-            f = h5py.File(filename, "r")
-        except OSError as exc:
-            raise self.data_error("failed opening HDF5 file %r: %s" % (filename, exc),
-                                  self.source) from None
         arrays = []
         with f:
             for name in self.top_names:
@@ -157,11 +153,31 @@ class HDF5DataLayer(_DataLayer):
                 if ds.dtype.kind not in "fiub":
                     raise self.data_error("dataset %r in HDF5 file %r has unsupported type %s"
                                           % (name, filename, ds.dtype), self.source)
-                arr = np.asarray(ds[()], dtype=np.float32)
+                try:
+                    arr = np.asarray(ds[()], dtype=np.float32)
+                except (OSError, ValueError, TypeError) as exc:
+                    raise self.data_error("cannot read dataset %r of HDF5 file %r: %s"
+                                          % (name, filename, exc), self.source) from None
                 if arr.ndim < 1:
                     raise self.data_error("dataset %r in HDF5 file %r must have at least 1 "
                                           "axis" % (name, filename), self.source)
                 arrays.append(arr)
+        return arrays
+
+    def _load(self, filename):
+        import h5py
+        try:
+            f = h5py.File(filename, "r")
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise self.data_error("failed opening HDF5 file %r: %s" % (filename, exc),
+                                  self.source) from None
+        try:
+            arrays = self._read_datasets(f, filename)
+        except DataLayerError:
+            raise
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise self.data_error("damaged HDF5 file %r (%s: %s)"
+                                  % (filename, type(exc).__name__, exc), self.source) from None
         n = arrays[0].shape[0]
         for name, arr in zip(self.top_names, arrays):
             if arr.shape[0] != n:
@@ -171,8 +187,17 @@ class HDF5DataLayer(_DataLayer):
                                       self.source)
         if n == 0:
             raise self.data_error("HDF5 file %r has no rows" % filename, self.source)
+        row_shapes = [a.shape[1:] for a in arrays]
+        previous = getattr(self, "row_shapes", None)
+        if previous is not None and previous != row_shapes:
+            for name, old, new in zip(self.top_names, previous, row_shapes):
+                if old != new:
+                    raise self.data_error(
+                        "dataset %r of HDF5 file %r has rows of shape %s, but the files "
+                        "before it had %s" % (name, filename, list(new), list(old)),
+                        self.source)
         self.arrays = [a.reshape(n, -1) for a in arrays]
-        self.row_shapes = [a.shape[1:] for a in arrays]
+        self.row_shapes = row_shapes
         self.data_perm = np.arange(n)
         if self.shuffle:
             _common.numpy_rng().shuffle(self.data_perm)
@@ -367,9 +392,9 @@ class _DBLoader:
                     self._next()
             key = cur.key()
             try:
-                datum.ParseFromString(cur.value())
-            except Exception as exc:
-                raise self._error(key, "cannot parse the Datum: %s" % exc) from None
+                protoio.parse_binary(cur.value(), datum, "the value")
+            except protoio.CaffeFileError as exc:
+                raise self._error(key, "not a Datum: %s" % exc) from None
             try:
                 arr = tr.datum_array(datum)
             except ValueError as exc:

@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..limits import BlobShapeError, check_shape
 from .base import CaffeLayer
 from .registry import register_layer
 
@@ -489,7 +490,14 @@ class PoolingLayer(CaffeLayer):
 
     def output_shapes(self, bottom_shapes):
         n, c, h, w = bottom_shapes[0]
-        oh, ow = self.plan(h, w).out
+        plan = self.plan(h, w)
+        if not plan.native:             # the padded copy of the input is a real buffer
+            try:
+                check_shape((n, c, (plan.out[0] - 1) * plan.s[0] + plan.k[0], plan.Wp),
+                            "padded input of the pooling")
+            except BlobShapeError as exc:
+                raise self.error(str(exc)) from None
+        oh, ow = plan.out
         return [(n, c, oh, ow)] * (2 if self.mask else 1)
 
     def run(self, bottoms, params):

@@ -149,8 +149,8 @@ def convert_imageset(root_folder, listfile, db_name, gray=False,
                      resize_height=0, check_size=False, encoded=False,
                      encode_type='', show_progress=True):
     """Library form of the tool.  Returns ``(written, failed_files)``."""
-    from caffe import protoio
-    from caffe.tools._db import open_db
+    from caffe import atomic
+    from caffe.tools._db import DBError
 
     is_color = not gray
     if not os.path.isfile(listfile):
@@ -165,7 +165,28 @@ def convert_imageset(root_folder, listfile, db_name, gray=False,
     resize_height = max(0, resize_height)
     resize_width = max(0, resize_width)
 
-    db = open_db(db_name, backend, 'w')
+    if os.path.exists(db_name):
+        raise DBError('mkdir {} failed: the database already exists'.format(db_name))
+    # built under a temporary name and renamed when complete: an interrupted
+    # run never leaves a half-written database under db_name
+    with atomic.atomic_dir(db_name) as tmp_db:
+        count, failed = _write_db(root_folder, lines, tmp_db, db_name, backend, is_color,
+                                  resize_height, resize_width, check_size, encoded,
+                                  encode_type, show_progress)
+    if failed:
+        log('W', '{} of {} images could not be read and were skipped: {}'
+            .format(len(failed), len(lines),
+                    ', '.join(failed[:5]) + (' ...' if len(failed) > 5
+                                             else '')))
+    return count, failed
+
+
+def _write_db(root_folder, lines, path, db_name, backend, is_color, resize_height,
+              resize_width, check_size, encoded, encode_type, show_progress):
+    """Write the database at ``path`` (logged as ``db_name``)."""
+    from caffe import protoio
+    from caffe.tools._db import open_db
+    db = open_db(path, backend, 'w')
     log('I', 'Opened {} {}'.format(backend, db_name))
     txn = db.transaction()
     count = 0
@@ -213,11 +234,6 @@ def convert_imageset(root_folder, listfile, db_name, gray=False,
         if bar is not None:
             bar.close()
         db.close()
-    if failed:
-        log('W', '{} of {} images could not be read and were skipped: {}'
-            .format(len(failed), len(lines),
-                    ', '.join(failed[:5]) + (' ...' if len(failed) > 5
-                                             else '')))
     return count, failed
 
 

@@ -1,0 +1,48 @@
+"""Caffe's limits on blob shapes, checked before anything is allocated.
+
+Caffe aborts when a blob's count exceeds INT_MAX (``Blob::Reshape``); here the
+check raises :class:`BlobShapeError` instead, and a blob whose float32 data
+alone would not fit in this machine's memory is refused the same way, so a
+typo like ``num_output: 1000000`` fails at Net construction, naming the layer
+and blob, not after minutes of filling weights or deep inside the allocator.
+"""
+import os
+
+INT_MAX = 2 ** 31 - 1
+MAX_AXES = 32                     # Caffe's kMaxBlobAxes
+
+
+class BlobShapeError(ValueError):
+    """A blob shape Caffe cannot hold or this machine cannot allocate."""
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):     # not POSIX: no check
+        return None
+
+
+PHYSICAL_MEMORY = _physical_memory()
+
+
+def check_shape(shape, what="blob"):
+    """Raise BlobShapeError unless ``shape`` is one Caffe (and this machine) can hold."""
+    shape = tuple(shape)
+    if len(shape) > MAX_AXES:
+        raise BlobShapeError("%s: %d axes, more than Caffe's limit of %d"
+                             % (what, len(shape), MAX_AXES))
+    count = 1
+    for d in shape:
+        if d < 0:
+            raise BlobShapeError("%s: negative dimension in shape %s" % (what, list(shape)))
+        count *= int(d)
+    if count > INT_MAX:
+        raise BlobShapeError("%s: shape %s has %d elements, more than Caffe's limit of "
+                             "INT_MAX (%d)" % (what, list(shape), count, INT_MAX))
+    if PHYSICAL_MEMORY is not None and 4 * count > PHYSICAL_MEMORY:
+        raise BlobShapeError("%s: shape %s needs %.1f GiB for its data alone, more than this "
+                             "machine's %.1f GiB of memory" % (what, list(shape),
+                                                               4 * count / 2 ** 30,
+                                                               PHYSICAL_MEMORY / 2 ** 30))
+    return count
