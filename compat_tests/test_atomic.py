@@ -93,18 +93,21 @@ def test_kill_9_during_snapshot_leaves_previous_snapshot_loadable(tmp_path, fmt)
     state = str(tmp_path / ("snap_%s_iter_0.solverstate%s" % (fmt, "" if ext == ".caffemodel"
                                                               else ".h5")))
     _fill(solver, 0.0)
+    start = time.perf_counter()
     solver.snapshot()
+    one_snapshot = time.perf_counter() - start      # kills land within ~2.5 snapshots
     # torch's OpenMP pool does not survive fork(): keep the child's torch work inline
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        torn = _kill_trials(solver, model, state, tmp_path, random.Random(1234 + len(fmt)))
+        torn = _kill_trials(solver, model, state, tmp_path, random.Random(1234 + len(fmt)),
+                            2.5 * one_snapshot)
     finally:
         torch.set_num_threads(threads)
     print("%s: %d of 12 kills landed mid-write" % (fmt, torn))
 
 
-def _kill_trials(solver, model, state, tmp_path, rng):
+def _kill_trials(solver, model, state, tmp_path, rng, window):
     value = 0
     torn = 0
     written = 0                        # trials whose child completed a snapshot
@@ -121,7 +124,7 @@ def _kill_trials(solver, model, state, tmp_path, rng):
                     solver.snapshot()
             finally:
                 os._exit(0)
-        time.sleep(rng.uniform(0.0, 0.5))
+        time.sleep(rng.uniform(0.0, window))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         torn += any(n.endswith(".partial") for n in os.listdir(tmp_path))
