@@ -49,6 +49,8 @@ FLAGS = {
     "weights": ("str", "", "Optional; the pretrained weights to initialize finetuning, "
                            "separated by ','. Cannot be set simultaneously with snapshot."),
     "iterations": ("int", 50, "The number of iterations to run."),
+    "verbose": ("int", 0, "Optional; 1 prints the net summary (shapes, params, MACs, memory, "
+                          "receptive fields) before running."),
     "sigint_effect": ("str", "stop", "Optional; action to take when a SIGINT signal is "
                                      "received: snapshot, stop or none."),
     "sighup_effect": ("str", "snapshot", "Optional; action to take when a SIGHUP signal is "
@@ -147,6 +149,14 @@ def _use_device(gpus, what):
         _common.set_mode_cpu()
 
 
+def _print_summary(flags, net):
+    """``-verbose 1``: the caffe.tools.summary table of ``net`` on stdout."""
+    if flags.get("verbose"):
+        from .tools.summary import format_summary, summarize
+        print(format_summary(summarize(net)))
+        sys.stdout.flush()
+
+
 def _weight_files(spec):
     if os.path.exists(spec) or "," not in spec:
         return [spec]
@@ -201,6 +211,7 @@ def test(flags):
     net = Net(flags["model"], _common.TEST, level=flags["level"], stages=stages)
     for w in _weight_files(flags["weights"]):
         net.copy_from(w)
+    _print_summary(flags, net)
     iterations = flags["iterations"]
     logger.info("Running for %d iterations.", iterations)
     outputs = list(net._outputs)
@@ -244,6 +255,7 @@ def time_(flags):
     stages = get_stages(flags)
     _use_device(get_gpus(flags), "time")
     net = Net(flags["model"], phase, level=flags["level"], stages=stages)
+    _print_summary(flags, net)
     iterations = flags["iterations"]
     logger.info("Performing Forward")
     initial_loss = net.forward_prefilled()
@@ -456,6 +468,7 @@ def _train_in_this_process(flags, param, gpus, world, get_solver):
         param.weights.append(flags["weights"])
     _prepare_snapshot_folder(param)
     solver = get_solver(param)
+    _print_summary(flags, solver.net)
     handler.attach(solver)
     if flags["snapshot"]:
         logger.info("Resuming from %s", flags["snapshot"])
