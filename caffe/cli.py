@@ -30,7 +30,8 @@ commands:
   train           train or finetune a model
   test            score a model
   device_query    show GPU diagnostic information
-  time            benchmark model execution time"""
+  time            benchmark model execution time
+  run             forward a net, printing its outputs every iteration"""
 
 # name -> (kind, default, help); kinds: str, int
 FLAGS = {
@@ -49,6 +50,16 @@ FLAGS = {
     "weights": ("str", "", "Optional; the pretrained weights to initialize finetuning, "
                            "separated by ','. Cannot be set simultaneously with snapshot."),
     "iterations": ("int", 50, "The number of iterations to run."),
+    "input": ("str", "", "Optional; for 'run': a .npy array or an image fed to the net's "
+                         "first input (images as caffe.classify prepares them)."),
+    "mean_value": ("str", "", "Optional; for 'run' with an image: per-channel means, "
+                              "separated by ','."),
+    "scale": ("str", "1", "Optional; for 'run' with an image: input scale applied after the "
+                          "mean."),
+    "raw_scale": ("str", "255", "Optional; for 'run' with an image: scale of the [0, 1] "
+                                "image before the mean."),
+    "channel_swap": ("str", "2,1,0", "Optional; for 'run' with an image: channel order "
+                                     "(RGB -> BGR by default)."),
     "verbose": ("int", 0, "Optional; 1 prints the net summary (shapes, params, MACs, memory, "
                           "receptive fields) before running."),
     "sigint_effect": ("str", "stop", "Optional; action to take when a SIGINT signal is "
@@ -510,7 +521,81 @@ def _train_worker(rank, flags):
         sys.exit(code)
 
 
-COMMANDS = {"train": train, "test": test, "device_query": device_query, "time": time_}
+def _floats(text, flag):
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise CommandError("-%s: expected numbers separated by ',', got %r" % (flag, text))
+
+
+def _input_array(flags, net):
+    """The array ``-input`` names, shaped for the net's first input."""
+    import numpy as np
+    path = flags["input"]
+    _check(os.path.isfile(path), "-input %s: no such file" % path)
+    _check(len(net.inputs) > 0, "-input given but the net %s has no Input layer"
+           % flags["model"])
+    name = net.inputs[0]
+    shape = net.blobs[name].data.shape
+    if path.endswith(".npy"):
+        arr = np.load(path).astype(np.float32)
+        if arr.ndim == len(shape) - 1:
+            arr = arr[np.newaxis]
+        return name, arr
+    from . import io as cio
+    _check(len(shape) == 4, "-input %s: an image needs a 4-D net input, %r is %s"
+           % (path, name, list(shape)))
+    image = cio.load_image(path, color=shape[1] == 3)
+    image = cio.resize_image(image, shape[2:])
+    t = cio.Transformer({name: shape})
+    t.set_transpose(name, (2, 0, 1))
+    if shape[1] == 3:
+        t.set_channel_swap(name, [int(x) for x in _floats(flags["channel_swap"],
+                                                          "channel_swap")])
+    t.set_raw_scale(name, _floats(flags["raw_scale"], "raw_scale")[0])
+    if flags["mean_value"]:
+        mean = _floats(flags["mean_value"], "mean_value")
+        _check(len(mean) in (1, shape[1]), "-mean_value: %d values for %d channels"
+               % (len(mean), shape[1]))
+        t.set_mean(name, np.array(mean * (shape[1] if len(mean) == 1 else 1), np.float32))
+    t.set_input_scale(name, _floats(flags["scale"], "scale")[0])
+    return name, t.preprocess(name, image)[np.newaxis]
+
+
+def run(flags):
+    """ptcaffe's ``run``: forward ``-iterations`` times, logging every output
+    value of every iteration (``caffe test`` without the averages)."""
+    from .net import Net
+    _check(len(flags["model"]) > 0, "Check failed: FLAGS_model.size() > 0 (0 vs. 0) "
+                                     "Need a model definition to run.")
+    _use_device(get_gpus(flags), "run")
+    net = Net(flags["model"], get_phase(flags, _common.TEST), level=flags["level"],
+              stages=get_stages(flags))
+    for w in _weight_files(flags["weights"]):
+        net.copy_from(w)
+    if flags["input"]:
+        name, arr = _input_array(flags, net)
+        blob = net.blobs[name]
+        if tuple(arr.shape) != tuple(blob.data.shape):
+            blob.reshape(*arr.shape)
+            net.reshape()
+        blob.data[...] = arr
+    _print_summary(flags, net)
+    iterations = flags["iterations"]
+    logger.info("Running for %d iterations.", iterations)
+    names = net.outputs
+    for i in range(iterations):
+        loss = net.forward_prefilled()
+        for name in names:
+            for v in net.blobs[name].data.reshape(-1).tolist():
+                logger.info("Batch %d, %s = %s", i, name, _g(v))
+        if any(net.blob_loss_weights[n] for n in names):
+            logger.info("Batch %d, loss = %s", i, _g(loss))
+    return 0
+
+
+COMMANDS = {"train": train, "test": test, "device_query": device_query, "time": time_,
+            "run": run}
 
 
 def main(argv=None):

@@ -38,9 +38,9 @@ def test_vgg16_published_values():
 
 def test_shapes_equal_net_and_multi_path_note():
     path = os.path.join(MODELS, "googlenet_deploy.prototxt")
-    rows = sm.summary(path, [[2, 3, 96, 96]])
+    rows = sm.summary(path, [[1, 3, 224, 224]])
     net = caffe.Net(path, caffe.TEST)
-    net.blobs["data"].reshape(2, 3, 96, 96)
+    net.blobs["data"].reshape(1, 3, 224, 224)
     net.reshape()
     for r in rows:
         assert r.top_shapes == [tuple(net.blobs[t].data.shape) for t in net.top_names[r.name]]
