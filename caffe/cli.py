@@ -571,7 +571,7 @@ def run(flags):
     _use_device(get_gpus(flags), "run")
     net = Net(flags["model"], get_phase(flags, _common.TEST), level=flags["level"],
               stages=get_stages(flags))
-    for w in _weight_files(flags["weights"]):
+    for w in _weight_files(flags["weights"]) if flags["weights"] else []:
         net.copy_from(w)
     if flags["input"]:
         name, arr = _input_array(flags, net)
