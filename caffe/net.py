@@ -414,6 +414,14 @@ class Net:
         self._after_forward = []
         self._before_backward = []
         self._after_backward = []
+        self._inference = None
+        if os.environ.get("CAFFE_OPTIMIZE_INFERENCE") == "1" and self._phase == _common.TEST:
+            self.optimize_for_inference()
+
+    def optimize_for_inference(self, enable=True):
+        """Opt-in fast TEST-phase forward (folded BatchNorm, fused, traced): caffe/inference.py."""
+        from .inference import optimize
+        return optimize(self, enable)
 
     def _check_in_place(self, lp, bottom_ids, top_ids, bottom_shapes, where):
         """An in-place top (the same blob as its bottom) must keep the bottom's shape."""
@@ -605,6 +613,10 @@ class Net:
                 buf.mutable_compute(dev).add_(g.view(buf.shape))
 
     def _forward(self, start, end):
+        if self._inference is not None:
+            if start == 0 and end == len(self._layers) - 1:
+                return self._inference.forward()
+            self._inference.restore()           # a partial forward runs the plain path
         loss = 0.0
         steps = self._steps
         bf, af = self._before_forward, self._after_forward
@@ -827,6 +839,8 @@ class Net:
                 if blob.shape[0] != self.blobs[in_].shape[0]:
                     raise Exception("Input is not batch sized")
                 self.blobs[in_].data[...] = blob
+        if self._inference is not None:
+            self._inference.request(outputs)
         self._forward(start_ind, end_ind)
         return {out: self.blobs[out].data for out in outputs}
 

@@ -1,0 +1,189 @@
+"""net.optimize_for_inference() / CAFFE_OPTIMIZE_INFERENCE=1: same outputs as the
+plain Net, unfilled intermediates refuse to be read, reshape and new weights work."""
+import glob
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import caffe
+from caffe import protoio
+from caffe.inference import OptimizedBlobError
+from caffe.tools import merge_bn as mb
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GOLDEN = os.path.join(HERE, "golden", "nets")
+MODELS = os.path.join(HERE, "models")
+
+
+def _pair(param, weights=None, seed=0):
+    """(plain net, optimised net) with the same (random, BN-plausible) weights."""
+    nets = [caffe.Net(param, caffe.TEST), caffe.Net(param, caffe.TEST)]
+    if weights is None:
+        weights = mb.random_weights(param, seed)
+    for net in nets:
+        for name, arrays in weights.items():
+            for blob, arr in zip(net.params[name], arrays):
+                blob.data[...] = arr
+    nets[1].optimize_for_inference()
+    return nets
+
+
+def _feed(net, seed=0):
+    rng = np.random.RandomState(seed)
+    return {k: rng.randn(*net.blobs[k].data.shape).astype(np.float32) for k in net.inputs}
+
+
+def _close(a, b, rtol=1e-5):
+    scale = max(np.abs(a).max(), 1e-30)
+    assert np.abs(a - b).max() <= rtol * scale, np.abs(a - b).max() / scale
+
+
+def _golden_deploy_nets():
+    """The golden nets whose case runs in the TEST phase (optimisation's domain)."""
+    import json
+    out = []
+    for path in sorted(glob.glob(os.path.join(GOLDEN, "*.prototxt"))):
+        meta = path.replace(".prototxt", ".json")
+        if os.path.exists(meta) and json.load(open(meta)).get("phase") == "TEST":
+            out.append(path)
+    return out
+
+
+@pytest.mark.parametrize("path", _golden_deploy_nets(), ids=os.path.basename)
+def test_golden_nets_equal_unoptimised(path):
+    param = mb._test_net(path)
+    weights_file = path.replace(".prototxt", ".caffemodel")
+    weights = mb.load_weights(weights_file) if os.path.exists(weights_file) else None
+    if weights is not None:
+        weights = {k: v for k, v in weights.items() if k in [lp.name for lp in param.layer]}
+    plain, fast = _pair(param, weights)
+    golden = np.load(path.replace(".prototxt", ".npz"))
+    feed = {k: golden["in/" + k].astype(np.float32) for k in plain.inputs}
+    for net in (plain, fast):
+        for k, v in feed.items():
+            net.blobs[k].reshape(*v.shape)
+        net.reshape()
+    want = {k: v.copy() for k, v in plain.forward(**feed).items()}
+    got = fast.forward(**feed)
+    assert set(got) == set(want)
+    for k in want:
+        _close(want[k], got[k])
+
+
+@pytest.mark.parametrize("model", ["resnet50", "mobilenet"])
+def test_bn_nets_fold_and_match(model):
+    param = mb._test_net(os.path.join(MODELS, "%s_deploy.prototxt" % model))
+    param.layer[0].input_param.shape[0].dim[:] = [2, 3, 64, 64]
+    for lp in param.layer:
+        if lp.type == "Convolution":
+            lp.convolution_param.num_output = max(1, lp.convolution_param.num_output // 8)
+            if lp.convolution_param.group > 1:
+                lp.convolution_param.group = max(1, lp.convolution_param.group // 8)
+        if lp.name == "pool5":
+            lp.pooling_param.Clear()
+            lp.pooling_param.global_pooling = True
+            lp.pooling_param.pool = 1
+    plain, fast = _pair(param)
+    plan = fast._inference
+    folded = sum(len(st[1].affines) for st in plan.steps if st[0] == "fused")
+    assert folded == 2 * sum(lp.type == "BatchNorm" for lp in param.layer)
+    feed = _feed(plain)
+    last = [lp.top[0] for lp in param.layer if lp.type in ("InnerProduct", "Convolution")][-1]
+    want = plain.forward(blobs=[last], **feed)[last].copy()
+    got = fast.forward(blobs=[last], **feed)[last]
+    _close(want, got)
+
+
+FUSED = """
+name: "fused"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 8 dim: 8 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 4 kernel_size: 3 bias_term: false } }
+layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "bn" }
+layer { name: "sc" type: "Scale" bottom: "bn" top: "sc" scale_param { bias_term: true } }
+layer { name: "relu" type: "ReLU" bottom: "sc" top: "sc" }
+layer { name: "pool" type: "Pooling" bottom: "sc" top: "pool" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "ip" type: "InnerProduct" bottom: "pool" top: "ip" inner_product_param { num_output: 5 } }
+"""
+
+
+def _fused_param():
+    return protoio.parse_text(FUSED, protoio.pb2().NetParameter(), "<test>")
+
+
+def test_fused_away_blob_raises_naming_blob_and_fusion():
+    plain, fast = _pair(_fused_param())
+    feed = _feed(plain)
+    fast.forward(**feed)
+    with pytest.raises(OptimizedBlobError) as e:
+        fast.blobs["conv"].data
+    assert "'conv'" in str(e.value) and "conv + bn + sc + relu" in str(e.value)
+    with pytest.raises(OptimizedBlobError) as e:
+        fast.blobs["pool"].data                    # computed but not kept: not stale
+    assert "forward(blobs=['pool'])" in str(e.value)
+    got = fast.forward(blobs=["pool"], **feed)
+    _close(plain.forward(blobs=["pool"], **feed)["pool"], got["pool"])
+    with pytest.raises(OptimizedBlobError):
+        fast.forward(blobs=["bn"], **feed)
+    fast.optimize_for_inference(False)              # back to the plain path
+    fast.forward(**feed)
+    _close(plain.blobs["conv"].data, fast.blobs["conv"].data)
+
+
+def test_reshape_and_new_weights_after_optimise(tmp_path):
+    plain, fast = _pair(_fused_param())
+    for net in (plain, fast):
+        net.blobs["data"].reshape(3, 3, 8, 8)
+        net.reshape()
+    feed = _feed(plain, 1)
+    _close(plain.forward(**feed)["ip"].copy(), fast.forward(**feed)["ip"])
+    # new parameters, written in place and through copy_from
+    for net in (plain, fast):
+        net.params["bn"][0].data[...] += 0.5
+        net.params["sc"][0].data[...] *= 2
+    _close(plain.forward(**feed)["ip"].copy(), fast.forward(**feed)["ip"])
+    other = caffe.Net(_fused_param(), caffe.TEST)
+    for name in other.params:
+        for b in other.params[name]:
+            b.data[...] = np.random.RandomState(5).uniform(0.5, 1.5, b.data.shape)
+    path = str(tmp_path / "w.caffemodel")
+    other.save(path)
+    plain.copy_from(path)
+    fast.copy_from(path)
+    _close(plain.forward(**feed)["ip"].copy(), fast.forward(**feed)["ip"])
+
+
+def test_train_phase_refused_and_python_layer_kept(tmp_path, monkeypatch):
+    net = caffe.Net(_fused_param(), caffe.TRAIN)
+    with pytest.raises(ValueError, match="TEST-phase"):
+        net.optimize_for_inference()
+    (tmp_path / "pyl_double.py").write_text(
+        "import caffe\n"
+        "class Double(caffe.Layer):\n"
+        "    def setup(self, bottom, top): pass\n"
+        "    def reshape(self, bottom, top): top[0].reshape(*bottom[0].data.shape)\n"
+        "    def forward(self, bottom, top):\n"
+        "        assert bottom[0].data.flags['C_CONTIGUOUS']\n"
+        "        top[0].data[...] = 2 * bottom[0].data\n"
+        "    def backward(self, top, propagate_down, bottom): pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = FUSED + ('layer { name: "py" type: "Python" bottom: "ip" top: "py" '
+                    'python_param { module: "pyl_double" layer: "Double" } }\n')
+    param = protoio.parse_text(text, protoio.pb2().NetParameter(), "<test>")
+    plain, fast = _pair(param)
+    assert not fast._inference.jit                  # Python layers: eager folded program
+    feed = _feed(plain)
+    _close(plain.forward(**feed)["py"].copy(), fast.forward(**feed)["py"])
+
+
+def test_environment_variable(tmp_path):
+    proto = tmp_path / "f.prototxt"
+    proto.write_text(FUSED)
+    code = ("import caffe; n = caffe.Net(%r, caffe.TEST); t = caffe.Net(%r, caffe.TRAIN); "
+            "print(n._inference is not None, t._inference is None)" % (str(proto), str(proto)))
+    env = dict(os.environ, CAFFE_OPTIMIZE_INFERENCE="1")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.stdout.split() == ["True", "True"], r.stderr
