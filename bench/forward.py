@@ -1,6 +1,10 @@
 """Net.forward against an equivalent hand-written torch.nn module, CPU.
 
     python bench/forward.py [--repeat N]
+    python bench/forward.py --optimised [caffenet,googlenet,resnet50,mobilenet]
+
+The second form is the "optimised" comparison: net.optimize_for_inference()
+against hand-written eager PyTorch at batch 1 and 16 (pt/opt > 1: faster).
 
 For LeNet, CIFAR-10 quick and a CaffeNet-shaped deploy net at batch 1 and 16,
 prints the time ratio caffe.Net.forward / torch module (same weights, same
@@ -80,7 +84,100 @@ class CaffeNet(nn.Module):
         return F.softmax(F.linear(x, *w["fc8"]), dim=1)
 
 
-TORCH_MODULES = {"lenet": LeNet, "cifar10_quick": Cifar10Quick, "caffenet": CaffeNet}
+def _bn(net, bn, scale, x):
+    """Caffe's BatchNorm + Scale as a PyTorch user writes it: one F.batch_norm."""
+    p = net.params[bn]
+    sf = float(p[2].data[0])
+    f = 0.0 if sf == 0 else 1.0 / sf
+    mean, var = torch.from_numpy(p[0].data * f), torch.from_numpy(p[1].data * f)
+    g, b = W(net, scale, 0), W(net, scale, 1)
+    return F.batch_norm(x, mean, var, g, b, False, 0.0, 1e-5)
+
+
+class ResNet50(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def cbr(self, x, conv, bn, scale, stride=1, pad=0, relu=True):
+        x = F.conv2d(x, W(self.net, conv), None, stride, pad)
+        x = _bn(self.net, bn, scale, x)
+        return F.relu(x) if relu else x
+
+    def forward(self, x):
+        x = self.cbr(x, "conv1", "bn_conv1", "scale_conv1", 2, 3)
+        x = F.max_pool2d(x, 3, 2, ceil_mode=True)
+        for stage, blocks in ((2, 3), (3, 4), (4, 6), (5, 3)):
+            for b in range(blocks):
+                t = "%d%s" % (stage, "abcdef"[b])
+                s = 2 if (b == 0 and stage > 2) else 1
+                short = x if b else self.cbr(x, "res%s_branch1" % t, "bn%s_branch1" % t,
+                                             "scale%s_branch1" % t, s, relu=False)
+                y = self.cbr(x, "res%s_branch2a" % t, "bn%s_branch2a" % t, "scale%s_branch2a" % t, s)
+                y = self.cbr(y, "res%s_branch2b" % t, "bn%s_branch2b" % t, "scale%s_branch2b" % t,
+                             1, 1)
+                y = self.cbr(y, "res%s_branch2c" % t, "bn%s_branch2c" % t, "scale%s_branch2c" % t,
+                             relu=False)
+                x = F.relu(short + y)
+        x = F.avg_pool2d(x, 7, 1).flatten(1)
+        return F.softmax(F.linear(x, W(self.net, "fc1000"), W(self.net, "fc1000", 1)), dim=1)
+
+
+class MobileNet(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        n = self.net
+        x = F.relu(_bn(n, "conv1/bn", "conv1/scale", F.conv2d(x, W(n, "conv1"), None, 2, 1)))
+        c = 32
+        plan = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + \
+            [(1024, 2), (1024, 1)]
+        for i, (out, s) in enumerate(plan):
+            dw, sep = "conv%d/dw" % (i + 2), "conv%d/sep" % (i + 2)
+            x = F.relu(_bn(n, dw + "/bn", dw + "/scale", F.conv2d(x, W(n, dw), None, s, 1, 1, c)))
+            x = F.relu(_bn(n, sep + "/bn", sep + "/scale", F.conv2d(x, W(n, sep))))
+            c = out
+        x = F.adaptive_avg_pool2d(x, 1)
+        x = F.conv2d(x, W(n, "fc7"), W(n, "fc7", 1))
+        return F.softmax(x, dim=1)
+
+
+class GoogLeNet(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def c(self, x, name, pad=0, stride=1):
+        return F.relu(F.conv2d(x, W(self.net, name), W(self.net, name, 1), stride, pad))
+
+    def forward(self, x):
+        x = self.c(x, "conv1/7x7_s2", 3, 2)
+        x = F.local_response_norm(F.max_pool2d(x, 3, 2, ceil_mode=True), 5, 1e-4, 0.75)
+        x = self.c(self.c(x, "conv2/3x3_reduce"), "conv2/3x3", 1)
+        x = F.max_pool2d(F.local_response_norm(x, 5, 1e-4, 0.75), 3, 2, ceil_mode=True)
+        for tag in ("3a", "3b", "pool", "4a", "4b", "4c", "4d", "4e", "pool", "5a", "5b"):
+            if tag == "pool":
+                x = F.max_pool2d(x, 3, 2, ceil_mode=True)
+                continue
+            p = "inception_%s/" % tag
+            b1 = self.c(x, p + "1x1")
+            b2 = self.c(self.c(x, p + "3x3_reduce"), p + "3x3", 1)
+            b3 = self.c(self.c(x, p + "5x5_reduce"), p + "5x5", 2)
+            b4 = self.c(F.max_pool2d(x, 3, 1, 1, ceil_mode=True), p + "pool_proj")
+            x = torch.cat([b1, b2, b3, b4], 1)
+        x = F.avg_pool2d(x, 7, 1).flatten(1)
+        x = F.linear(x, W(self.net, "loss3/classifier"), W(self.net, "loss3/classifier", 1))
+        return F.softmax(x, dim=1)
+
+
+TORCH_MODULES = {"lenet": LeNet, "cifar10_quick": Cifar10Quick, "caffenet": CaffeNet,
+                 "googlenet": GoogLeNet, "resnet50": ResNet50, "mobilenet": MobileNet}
+# deploy nets of the optimised-path comparison (compat_tests/models, written by make_models.py)
+OPT_MODELS = {"caffenet": (3, 227, 227), "googlenet": (3, 224, 224),
+              "resnet50": (3, 224, 224), "mobilenet": (3, 224, 224)}
+TEST_MODELS = os.path.join(os.path.dirname(HERE), "compat_tests", "models")
 
 
 def build(model, batch, torch_module=True):
@@ -167,12 +264,94 @@ def measure_memory(model, batch, which, shapes):
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def _plausible_weights(net):
+    """Random weights with BatchNorm statistics of a trained net (var > 0)."""
+    rng = torch.Generator().manual_seed(0)
+    for name, blobs in net.params.items():
+        kind = net.layer_dict[name].type
+        for j, b in enumerate(blobs):
+            shape = b.data.shape
+            if kind == "BatchNorm":
+                b.data[...] = [torch.randn(shape, generator=rng) * 0.1,
+                               torch.rand(shape, generator=rng) + 0.5, torch.ones(shape)][j].numpy()
+            elif kind == "Scale":
+                b.data[...] = (torch.rand(shape, generator=rng) * 0.5 + 0.25 if j == 0 else
+                               torch.randn(shape, generator=rng) * 0.1).numpy()
+            elif j == 0 and len(shape) > 1:
+                fan = float(torch.tensor(shape[1:]).prod())
+                b.data[...] = (torch.randn(shape, generator=rng) * (2.0 / fan) ** 0.5).numpy()
+            else:
+                b.data[...] = (torch.randn(shape, generator=rng) * 0.01).numpy()
+
+
+def _median(fn, repeat):
+    fn()
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def optimised(models, repeat, rounds=3):
+    """Net.forward after net.optimize_for_inference() against the hand-written
+    eager module, same weights and inputs, medians of interleaved rounds."""
+    import caffe
+    caffe.set_mode_cpu()
+    print("%-10s %5s %10s %10s %10s %9s %9s %9s" % (
+        "model", "batch", "torch ms", "caffe ms", "opt ms", "caffe/pt", "pt/opt", "max rel"))
+    results = []
+    for model in models:
+        for batch in (1, 16):
+            shape = OPT_MODELS[model]
+            net = caffe.Net(os.path.join(TEST_MODELS, "%s_deploy.prototxt" % model), caffe.TEST)
+            net.blobs["data"].reshape(batch, *shape)
+            net.reshape()
+            _plausible_weights(net)
+            x = torch.randn(batch, *shape)
+            net.blobs["data"].data[...] = x.numpy()
+            mod = TORCH_MODULES[model](net).eval()
+            with torch.no_grad():
+                ref = mod(x).reshape(batch, -1)
+            net.forward()
+            plain = torch.from_numpy(net.blobs["prob"].data.copy()).reshape(batch, -1)
+            fast = caffe.Net(os.path.join(TEST_MODELS, "%s_deploy.prototxt" % model), caffe.TEST)
+            fast.blobs["data"].reshape(batch, *shape)
+            fast.reshape()
+            fast.share_with(net)
+            fast.blobs["data"].data[...] = x.numpy()
+            fast.optimize_for_inference()
+            fast.forward()
+            out = torch.from_numpy(fast.blobs["prob"].data.copy()).reshape(batch, -1)
+            err = float((out - plain).abs().max() / plain.abs().max())
+            t_pt, t_caffe, t_opt = [], [], []
+            for _ in range(rounds):
+                with torch.no_grad():
+                    t_pt.append(_median(lambda: mod(x), repeat))
+                t_caffe.append(_median(net.forward, repeat))
+                t_opt.append(_median(fast.forward, repeat))
+            t_pt, t_caffe, t_opt = (sorted(t)[len(t) // 2] for t in (t_pt, t_caffe, t_opt))
+            print("%-10s %5d %10.1f %10.1f %10.1f %9.2f %9.2f %9.1e   (torch vs caffe %.1e)"
+                  % (model, batch, t_pt * 1e3, t_caffe * 1e3, t_opt * 1e3, t_caffe / t_pt,
+                     t_pt / t_opt, err, float((ref - plain).abs().max())))
+            results.append(dict(model=model, batch=batch, speedup=t_pt / t_opt, err=err))
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--models", default="lenet,cifar10_quick,caffenet")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--optimised", nargs="?", const="caffenet,googlenet,resnet50,mobilenet",
+                        help="compare net.optimize_for_inference() with eager PyTorch on "
+                             "these models (default: caffenet,googlenet,resnet50,mobilenet)")
     args = parser.parse_args(argv)
+    if args.optimised:
+        return optimised(args.optimised.split(","), max(3, args.repeat // 2))
     print("%-14s %5s %12s %12s %7s %10s %10s %7s" % ("model", "batch", "caffe ms", "torch ms",
                                                      "ratio", "caffe MB", "torch MB", "mem x"))
     results = []
