@@ -22,6 +22,7 @@ Parameters are checksummed each forward, so ``copy_from`` or writes through
 are untouched: ``net.optimize_for_inference(False)`` restores the plain path.
 """
 import logging
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -299,10 +300,15 @@ class InferencePlan:
         with torch.no_grad():
             want = [t.clone() for t in run(*xs)]
             try:
-                traced = torch.jit.trace(_Wrap(run).eval(), tuple(xs), check_trace=False)
-                frozen = torch.jit.freeze(traced)
-                candidates = (("oneDNN-optimised", torch.jit.optimize_for_inference(frozen)),
-                              ("frozen", frozen))
+                # shapes are fixed per trace by design; torch.jit is deprecated in favour of
+                # torch.compile, whose compile time on a small CPU is minutes per shape
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    traced = torch.jit.trace(_Wrap(run).eval(), tuple(xs), check_trace=False)
+                    frozen = torch.jit.freeze(traced)
+                    candidates = (("oneDNN-optimised", torch.jit.optimize_for_inference(frozen)),
+                                  ("frozen", frozen))
             except Exception as exc:         # an op the tracer cannot take: stay eager
                 logger.info("optimize_for_inference: tracing failed (%s); running eagerly", exc)
                 return run
