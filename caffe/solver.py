@@ -439,6 +439,13 @@ class Solver:
 
     def test(self, test_net_id=0):
         p = self._param
+        if p.eval_type == "detection":   # the SSD fork's TestDetection
+            from . import detection_eval
+            detection_eval.test_detection(self, test_net_id)
+            return
+        if p.eval_type != "classification":
+            raise SolverError("Unknown evaluation type: %r (solver field eval_type: "
+                              "\"classification\" or \"detection\")" % p.eval_type)
         logger.info("Iteration %d, Testing net (#%d)", self._iter, test_net_id)
         net = self._test_nets[test_net_id]
         net.share_with(self._net)
