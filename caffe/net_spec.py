@@ -74,6 +74,20 @@ def _plain(value):
     return value
 
 
+_INT_TYPES = (1, 2, 3, 4)   # FieldDescriptor.CPPTYPE_INT32/INT64/UINT32/UINT64
+
+
+def _integral(proto, name, value):
+    """Python 2 scripts (the SSD fork's ssd_pascal.py) divide ints with ``/``;
+    under Python 3 that yields floats like 16.0.  An integral float given for
+    an integer field is taken as that integer; any other float still fails."""
+    if isinstance(value, float) and value.is_integer():
+        fd = proto.DESCRIPTOR.fields_by_name.get(name)
+        if fd is not None and fd.cpp_type in _INT_TYPES:
+            return int(value)
+    return value
+
+
 def assign_proto(proto, name, val):
     """Set field ``name`` of message ``proto`` from a Python value.
 
@@ -95,12 +109,12 @@ def assign_proto(proto, name, val):
                 for key, sub_val in entry.items():
                     assign_proto(message, key, sub_val)
         else:
-            field.extend([_plain(v) for v in val])
+            field.extend([_integral(proto, name, _plain(v)) for v in val])
     elif isinstance(val, dict):
         for key, sub_val in val.items():
             assign_proto(field, key, sub_val)
     else:
-        setattr(proto, name, _plain(val))
+        setattr(proto, name, _integral(proto, name, _plain(val)))
 
 
 class Top(object):
@@ -117,6 +131,10 @@ class Top(object):
 
     def _to_proto(self, layers, names, autonames):
         return self.fn._to_proto(layers, names, autonames)
+
+    def _update(self, params):
+        """The SSD fork's NetSpec.update: change the producing layer's params."""
+        self.fn._update(params)
 
 
 class Function(object):
@@ -154,6 +172,9 @@ class Function(object):
             autonames[kind] += 1
             names[top] = kind + str(autonames[kind])
         return names[top]
+
+    def _update(self, params):
+        self.params.update(params)
 
     def _to_proto(self, layers, names, autonames):
         if self in layers:
@@ -220,6 +241,20 @@ class NetSpec(object):
 
     def __dir__(self):
         return sorted(set(object.__dir__(self)) | set(self.tops))
+
+    # The SSD fork's additions, which its model_libs.py relies on.
+    def __delitem__(self, name):
+        del self.tops[name]
+
+    def keys(self):
+        return list(self.tops.keys())
+
+    def vals(self):
+        return list(self.tops.values())
+
+    def update(self, name, params):
+        """Merge ``params`` into the parameters of the layer producing ``name``."""
+        self.tops[name]._update(params)
 
     def to_proto(self):
         names = {value: key for key, value in self.tops.items()}
