@@ -5,6 +5,11 @@ layers, io, net_spec and the mode/seed functions, with Caffe's semantics.
 """
 __version__ = "1.0.0"
 
+# Other ``caffe`` folders on sys.path (a fork's python/caffe, e.g. the SSD fork's
+# model_libs.py) supply the modules this package lacks; ours always come first.
+from pkgutil import extend_path as _extend_path
+__path__ = _extend_path(__path__, __name__)
+
 from ._common import (TRAIN, TEST, init_log, log, set_mode_cpu, set_mode_gpu, set_device,
                       set_random_seed, solver_count, set_solver_count, solver_rank,
                       set_solver_rank, set_multiprocess, has_nccl)

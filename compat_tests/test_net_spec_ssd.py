@@ -128,3 +128,26 @@ def test_ssd_pascal_style_nets_load_and_run(tmp_path):
         else:
             rows = net.blobs["detection_eval"].data.reshape(-1, 5)
             assert rows[:3, 0].tolist() == [-1, -1, -1]
+
+
+def test_fork_python_modules_import_through_caffe(tmp_path):
+    """With a fork's python/ on PYTHONPATH after ours, ``from caffe.model_libs
+    import *`` (ssd_pascal.py's first line) finds the fork's module while every
+    module this package has stays ours."""
+    import subprocess
+    import sys
+    fork = tmp_path / "fork" / "python" / "caffe"
+    fork.mkdir(parents=True)
+    (fork / "__init__.py").write_text("raise RuntimeError('the fork package must not load')\n")
+    (fork / "model_libs.py").write_text("from caffe import layers as L\n"
+                                        "def Body(n):\n    n.relu = L.ReLU(n.data)\n")
+    (fork / "net_spec.py").write_text("raise RuntimeError('ours must win')\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(caffe.__file__)))
+    code = ("import caffe\nfrom caffe.model_libs import *\nn = caffe.NetSpec()\n"
+            "n.data = caffe.layers.Input(shape=dict(dim=[1, 2]))\nBody(n)\n"
+            "print(n.keys())\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, str(tmp_path / "fork" / "python")]))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "['data', 'relu']" in r.stdout
