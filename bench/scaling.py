@@ -1,13 +1,16 @@
 """Data-parallel scaling: 1 process vs N processes (caffe.distributed).
 
-    python bench/scaling.py [--procs 2] [--batch 32] [--iters 20] [--warmup 3] [--rounds 3] [--gpu]
+    python bench/scaling.py [--procs 2] [--batch 32] [--iters 20] [--warmup 3] [--rounds 3] [--threads 1] [--gpu]
 
 The net is LeNet (conv20-pool-conv50-pool-ip500-relu-ip10-SoftmaxWithLoss) fed
 by a Data layer from a synthetic LMDB, trained with momentum SGD; every rank
 has batch ``--batch`` (so N ranks process N times the images per iteration,
 Caffe's multi-GPU convention).  Both runs are launched the same way (spawned
-processes, one per rank); on the CPU each rank gets cores/N threads so the runs
-share the same cores, with ``--gpu`` rank r uses GPU r (NCCL).  Printed:
+processes, one per rank).  On the CPU each rank is one "device" of
+``--threads`` torch threads (default 1), so N ranks use N times the cores, as
+N GPUs would; ``--threads 0`` gives every run the same cores instead (cores/N
+per rank), which on a loaded machine mostly measures thread contention.  With
+``--gpu`` rank r uses GPU r (NCCL).  Printed:
 images/s of each configuration (timed on rank 0 between barriers, after warm-up;
 best of ``--rounds`` runs taken alternately) and the efficiency
 ips(N) / (N * ips(1)).
@@ -115,7 +118,7 @@ def _worker(rank, solver_file, warmup, iters, threads, gpu, out):
 def measure(nprocs, solver_file, args, folder):
     out = os.path.join(folder, "result_%d.json" % nprocs)
     cores = os.cpu_count() or 1
-    threads = args.threads or max(1, cores // nprocs)
+    threads = args.threads if args.threads > 0 else max(1, cores // nprocs)
     failed = distributed.spawn(_worker, nprocs, (solver_file, args.warmup, args.iters, threads,
                                                  args.gpu, out))
     if failed:
@@ -132,8 +135,8 @@ def main():
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3, help="alternated runs; best of each")
-    ap.add_argument("--threads", type=int, default=0,
-                    help="torch threads per rank (default: cores / ranks)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads per rank (0: cores / ranks)")
     ap.add_argument("--gpu", action="store_true", help="rank r on GPU r, NCCL")
     args = ap.parse_args()
     if args.gpu:
