@@ -80,3 +80,15 @@ def test_blob_api_limits():
     with pytest.raises(limits.BlobShapeError, match="INT_MAX"):
         b.reshape(2 ** 31)
     assert b.shape == [2, 3]
+
+
+@pytest.mark.parametrize("param, field", [("kernel_size: 2147483648 stride: 2", "kernel_size"),
+                                          ("kernel_size: 2 stride: 2147483648", "stride")])
+def test_pooling_values_beyond_int_are_named(tmp_path, param, field):
+    path = _net(tmp_path, INPUT % "dim: 1 dim: 2 dim: 4 dim: 4" +
+                'layer { name: "pool" type: "Pooling" bottom: "data" top: "pool" '
+                'pooling_param { pool: MAX %s } }' % param)
+    with pytest.raises(ValueError) as exc:
+        caffe.Net(path, caffe.TEST)
+    msg = str(exc.value)
+    assert "'pool'" in msg and "pooling_param." + field in msg and "2147483648" in msg, msg

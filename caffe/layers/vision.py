@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..limits import BlobShapeError, check_shape
+from ..limits import INT_MAX, BlobShapeError, check_shape
 from .base import CaffeLayer
 from .registry import register_layer
 
@@ -28,8 +28,22 @@ def _canonical_axis(layer, axis, num_axes, field):
     return axis + num_axes if axis < 0 else axis
 
 
+def _int_fields(layer, values, field):
+    """Caffe reads these uint32 fields into ``int``: larger values are errors."""
+    for v in values:
+        if v > INT_MAX:
+            raise layer.error("%d does not fit Caffe's int (at most %d)" % (v, INT_MAX),
+                              field=field)
+    return values
+
+
 def _spatial_values(layer, cp, name, nsp, default):
     """One value per spatial axis from ``name`` (repeated) or ``name_h``/``name_w``."""
+    field = "convolution_param." + (name if name != "kernel" else "kernel_size")
+    return _int_fields(layer, _spatial_values_unchecked(layer, cp, name, nsp, default), field)
+
+
+def _spatial_values_unchecked(layer, cp, name, nsp, default):
     field = "convolution_param." + name
     has_hw = cp.HasField(name + "_h") or cp.HasField(name + "_w")
     repeated = list(getattr(cp, name if name != "kernel" else "kernel_size"))
@@ -466,6 +480,8 @@ class PoolingLayer(CaffeLayer):
                              % (list(shape),))
         _check_pool_setup(self, self.method, kernel or tuple(shape[2:]), stride, pad,
                           self.is_global, W)
+        for values, f in ((kernel or (), "kernel_size"), (stride, "stride"), (pad, "pad")):
+            _int_fields(self, values, W + "." + f)
         self.kernel, self.stride, self.pad = kernel, stride, pad
         ntop = len(layer_param.top)
         if ntop > 1 and self.method != MAX:
