@@ -296,7 +296,7 @@ def _median(fn, repeat):
     return times[len(times) // 2]
 
 
-def optimised(models, repeat, rounds=3):
+def optimised(models, repeat, rounds=3, batches=(1, 16)):
     """Net.forward after net.optimize_for_inference() against the hand-written
     eager module, same weights and inputs, medians of interleaved rounds."""
     import caffe
@@ -305,7 +305,7 @@ def optimised(models, repeat, rounds=3):
         "model", "batch", "torch ms", "caffe ms", "opt ms", "caffe/pt", "pt/opt", "max rel"))
     results = []
     for model in models:
-        for batch in (1, 16):
+        for batch in batches:
             shape = OPT_MODELS[model]
             net = caffe.Net(os.path.join(TEST_MODELS, "%s_deploy.prototxt" % model), caffe.TEST)
             net.blobs["data"].reshape(batch, *shape)
@@ -334,9 +334,9 @@ def optimised(models, repeat, rounds=3):
                 t_caffe.append(_median(net.forward, repeat))
                 t_opt.append(_median(fast.forward, repeat))
             t_pt, t_caffe, t_opt = (sorted(t)[len(t) // 2] for t in (t_pt, t_caffe, t_opt))
-            print("%-10s %5d %10.1f %10.1f %10.1f %9.2f %9.2f %9.1e   (torch vs caffe %.1e)"
+            print("%-10s %5d %10.1f %10.1f %10.1f %9.2f %9.2f %9.1e   (%s; torch vs caffe %.1e)"
                   % (model, batch, t_pt * 1e3, t_caffe * 1e3, t_opt * 1e3, t_caffe / t_pt,
-                     t_pt / t_opt, err, float((ref - plain).abs().max())))
+                     t_pt / t_opt, err, fast._inference.kind, float((ref - plain).abs().max())))
             results.append(dict(model=model, batch=batch, speedup=t_pt / t_opt, err=err))
     return results
 

@@ -117,6 +117,7 @@ class InferencePlan:
     def __init__(self, net, jit=True):
         self.net = net
         self.jit = jit
+        self.kind = None                 # which program the last compile chose
         self._build()
         self._requested = set()
         self._traced = {}
@@ -290,11 +291,14 @@ class InferencePlan:
         return loss
 
     def _compile(self, keep, xs):
-        """The traced + frozen + oneDNN-optimised program, checked against the
-        eager program on these inputs; the first candidate that agrees wins
-        (some oneDNN rewrites are not exact for every op, e.g. avg_pool2d with
-        divisor_override), the eager program when none does."""
+        """The fastest of: the traced + frozen + oneDNN-optimised program, the
+        traced + frozen one, the eager one -- timed on these inputs.  A compiled
+        graph is only a candidate when it agrees with the eager program (some
+        oneDNN rewrites are not exact for every op, e.g. avg_pool2d with
+        divisor_override), and oneDNN layout conversions around ops it lacks
+        (LRN, padded pooling) can make it slower than eager: hence the timing."""
         run = self._program(keep)
+        self.kind = "eager"
         if not self.jit:
             return run
         with torch.no_grad():
@@ -307,18 +311,22 @@ class InferencePlan:
                     warnings.simplefilter("ignore", DeprecationWarning)
                     traced = torch.jit.trace(_Wrap(run).eval(), tuple(xs), check_trace=False)
                     frozen = torch.jit.freeze(traced)
-                    candidates = (("oneDNN-optimised", torch.jit.optimize_for_inference(frozen)),
-                                  ("frozen", frozen))
+                    candidates = [("oneDNN-optimised", torch.jit.optimize_for_inference(frozen)),
+                                  ("frozen", frozen)]
             except Exception as exc:         # an op the tracer cannot take: stay eager
                 logger.info("optimize_for_inference: tracing failed (%s); running eagerly", exc)
                 return run
+            timed = [(_time(run, xs), "eager", run)]
             for what, fn in candidates:
                 got = fn(*xs)
                 if all(_agrees(a, b) for a, b in zip(want, got)):
-                    return fn
-                logger.info("optimize_for_inference: the %s graph of %r disagrees with the "
-                            "eager program; not used", what, self.net.name)
-        return run
+                    timed.append((_time(fn, xs), what, fn))
+                else:
+                    logger.info("optimize_for_inference: the %s graph of %r disagrees with the "
+                                "eager program; not used", what, self.net.name)
+        best = min(timed, key=lambda t: t[0])
+        self.kind = best[1]
+        return best[2]
 
     def restore(self):
         net = self.net
@@ -326,6 +334,18 @@ class InferencePlan:
             if isinstance(blob, _UnfilledBlob):
                 net._blobs[bid] = blob._original
         net._blobs_dict = None
+
+
+def _time(fn, xs, runs=2):
+    """Best of ``runs`` timed calls after one warm-up (oneDNN packs on first use)."""
+    import time
+    fn(*xs)
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn(*xs)
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def _agrees(want, got, rtol=1e-5):
