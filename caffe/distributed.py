@@ -166,9 +166,11 @@ def free_port():
 
 def new_uid():
     """pycaffe's ``NCCL.new_uid()``: a rendezvous every process of this host can
-    join, here a fresh file for torch.distributed's FileStore."""
+    join, here a fresh file for torch.distributed's FileStore.  Returned as
+    ``bytes``, the type pycaffe's uid has on Python 3 (scripts pickle it to
+    their worker processes as it is)."""
     path = os.path.join(tempfile.gettempdir(), "caffe-nccl-%s" % uuid.uuid4().hex)
-    return "file://" + path
+    return ("file://" + path).encode()
 
 
 def _failed(what, exc):

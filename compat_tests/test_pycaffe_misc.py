@@ -45,7 +45,7 @@ def test_timer_ms_stops_a_running_timer():
 def test_nccl_needs_a_solver_count_or_group():
     assert caffe.has_nccl() is True
     uid = caffe.NCCL.new_uid()
-    assert uid.startswith("file://")
+    assert isinstance(uid, bytes) and uid.startswith(b"file://")   # pycaffe: bytes on Python 3
     with pytest.raises(RuntimeError, match="set_solver_count"):
         caffe.NCCL(None, uid)
 
