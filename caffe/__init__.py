@@ -40,6 +40,9 @@ def __getattr__(name):
     if name in ("Detector",):
         from .detector import Detector
         return Detector
+    if name in ("from_pytorch", "from_onnx"):
+        import importlib
+        return importlib.import_module("." + name, __name__)   # callable module + CLI
     if name in ("Timer",):
         from . import _extras
         return getattr(_extras, name)
