@@ -40,6 +40,8 @@ def export(model, example_inputs, prototxt, caffemodel=None, *, target="bvlc",
         ctx.node = node
         if not any(n in ctx.dynamic for n in node.all_input_nodes):
             continue   # computed from weights only: a constant the mappers read
+        if not node.users and node not in captured.outputs:
+            continue   # dead (e.g. pooling indices nobody reads)
         mapper = next((ATEN.get(k) for k in op_key(node) if ATEN.get(k)), None)
         if mapper is None:
             ctx.refuse("no Caffe mapping for this op")

@@ -12,7 +12,11 @@ _FLATTENS = ("flatten", "view", "reshape", "_unsafe_view")
 
 
 def _unflattened(ctx, x):
-    """The 4-D (or N-D) source of ``x`` when ``x`` only flattens it after the batch axis."""
+    """The 4-D (or N-D) source of ``x`` when ``x`` only flattens it after the batch axis
+    (looking through eval no-ops such as dropout, which share their input's blob)."""
+    while (x.op == "call_function" and x.args and hasattr(x.args[0], "op")
+           and ctx.blobs.get(x) == ctx.blobs.get(x.args[0])):
+        x = x.args[0]
     target = getattr(x.target, "__name__", str(x.target)).split(".")[0]
     if x.op != "call_function" or target not in _FLATTENS:
         return x

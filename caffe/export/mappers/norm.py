@@ -72,18 +72,19 @@ def batch_norm_no_training(ctx, node):
 
 
 def _normalize_rows(ctx, x, groups_shape, eps):
-    """Normalise ``x`` viewed as (rows, 1, n): mean by MVN, variance exactly as
+    """Normalise ``x`` viewed as (N, groups, 1, n): mean by MVN, variance exactly as
     PyTorch ((var + eps) ** -0.5); returns the blob in ``x``'s shape."""
     top, net, name = ctx.top(), ctx.net, ctx.name
     shape = ctx.shape(x)
     rows = top + "/rows"
-    shape_em.reshape(net, name("rows"), ctx.bottom(x), rows, [0] + list(groups_shape[1:]) + [1, -1])
+    groups = int(np.prod(groups_shape[1:])) if len(groups_shape) > 1 else 1
+    shape_em.reshape(net, name("rows"), ctx.bottom(x), rows, [0, groups, 1, -1])
     centred = top + "/centred"
     norm_em.mvn(net, name("centre"), rows, centred, eps=0.0, normalize_variance=False)
     sq = top + "/sq"
     neuron_em.power(net, name("square"), centred, sq, power=2.0)
     var = top + "/var"
-    red_em.reduction(net, name("var"), sq, var, "MEAN", axis=len(groups_shape))
+    red_em.reduction(net, name("var"), sq, var, "MEAN", axis=2)
     neuron_em.power(net, name("rstd"), var, var, power=-0.5, shift=eps)
     normed = top + "/normed"
     norm_em.scale(net, name("normalize"), [centred, var], normed, axis=0)
