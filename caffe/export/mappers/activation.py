@@ -10,7 +10,7 @@ from ._util import axis
 FLT_MAX = 3.4028234663852886e38
 
 
-def _inplace_top(ctx, x):
+def inplace_top(ctx, x):
     """ReLU-like layers write in place (Caffe's habit) when nothing else reads ``x``."""
     return ctx.bottom(x) if ctx.inplace_ok(x) else ctx.top()
 
@@ -18,7 +18,7 @@ def _inplace_top(ctx, x):
 @ATEN.register("relu", "relu_")
 def relu(ctx, node):
     x = node.args[0]
-    top = _inplace_top(ctx, x)
+    top = inplace_top(ctx, x)
     neuron_em.relu(ctx.net, ctx.name(), ctx.bottom(x), top)
     ctx.produce(top)
 
@@ -27,17 +27,18 @@ def relu(ctx, node):
 def leaky_relu(ctx, node):
     a = ctx.args()
     x = a["self"]
-    top = _inplace_top(ctx, x)
+    top = inplace_top(ctx, x)
     neuron_em.relu(ctx.net, ctx.name(), ctx.bottom(x), top, float(a["negative_slope"]))
     ctx.produce(top)
 
 
-def _clip(ctx, x, lo, hi):
+def clip_of(ctx, x, lo, hi):
+    """ReLU for [0, inf), else Clip (open ends as +-FLT_MAX)."""
     if lo == 0 and hi is None:
-        top = _inplace_top(ctx, x)
+        top = inplace_top(ctx, x)
         neuron_em.relu(ctx.net, ctx.name(), ctx.bottom(x), top)
     else:
-        top = _inplace_top(ctx, x)
+        top = inplace_top(ctx, x)
         neuron_em.clip(ctx.net, ctx.name(), ctx.bottom(x), top,
                        -FLT_MAX if lo is None else lo, FLT_MAX if hi is None else hi)
     ctx.produce(top)
@@ -46,12 +47,12 @@ def _clip(ctx, x, lo, hi):
 @ATEN.register("hardtanh", "hardtanh_")
 def hardtanh(ctx, node):
     a = ctx.args()
-    _clip(ctx, a["self"], float(a["min_val"]), float(a["max_val"]))
+    clip_of(ctx, a["self"], float(a["min_val"]), float(a["max_val"]))
 
 
 @ATEN.register("relu6", "relu6_")
 def relu6(ctx, node):
-    _clip(ctx, node.args[0], 0.0, 6.0)
+    clip_of(ctx, node.args[0], 0.0, 6.0)
 
 
 @ATEN.register("clamp", "clamp_", "clip")
@@ -60,17 +61,17 @@ def clamp(ctx, node):
     for k in ("min", "max"):
         if a.get(k) is not None and not isinstance(a[k], (int, float)):
             ctx.refuse("clamp with a tensor bound")
-    _clip(ctx, a["self"], a.get("min"), a.get("max"))
+    clip_of(ctx, a["self"], a.get("min"), a.get("max"))
 
 
 @ATEN.register("clamp_min", "clamp_min_")
 def clamp_min(ctx, node):
-    _clip(ctx, node.args[0], float(node.args[1]), None)
+    clip_of(ctx, node.args[0], float(node.args[1]), None)
 
 
 @ATEN.register("clamp_max", "clamp_max_")
 def clamp_max(ctx, node):
-    _clip(ctx, node.args[0], None, float(node.args[1]))
+    clip_of(ctx, node.args[0], None, float(node.args[1]))
 
 
 @ATEN.register("prelu", "_prelu_kernel")
@@ -89,7 +90,7 @@ def elu(ctx, node):
     if float(a["scale"]) != 1.0 or float(a["input_scale"]) != 1.0:
         ctx.refuse("ELU with scale/input_scale (SELU) has no Caffe equivalent")
     x = a["self"]
-    top = _inplace_top(ctx, x)
+    top = inplace_top(ctx, x)
     neuron_em.elu(ctx.net, ctx.name(), ctx.bottom(x), top, float(a["alpha"]))
     ctx.produce(top)
 
@@ -114,20 +115,29 @@ def _hardsigmoid(ctx, bottom, top, suffix=""):
     return lin
 
 
+def hardsigmoid_of(ctx, x, alpha=1.0 / 6, beta=0.5):
+    """clip(alpha * x + beta, 0, 1): PyTorch's relu6(x + 3) / 6, ONNX's HardSigmoid."""
+    top = ctx.top()
+    neuron_em.power(ctx.net, ctx.name(), ctx.bottom(x), top, scale=alpha, shift=beta)
+    neuron_em.clip(ctx.net, ctx.name("clip"), top, top, 0.0, 1.0)
+    ctx.produce(top)
+
+
+def hardswish_of(ctx, x):
+    bottom = ctx.bottom(x)
+    gate = _hardsigmoid(ctx, bottom, ctx.top(), "gate/")
+    elt_em.eltwise(ctx.net, ctx.name(), [bottom, gate], ctx.top(), "PROD")
+    ctx.produce(ctx.top())
+
+
 @ATEN.register("hardsigmoid", "hardsigmoid_")
 def hardsigmoid(ctx, node):
-    bottom = ctx.bottom(node.args[0])
-    neuron_em.power(ctx.net, ctx.name(), bottom, ctx.top(), scale=1.0 / 6, shift=0.5)
-    neuron_em.clip(ctx.net, ctx.name("clip"), ctx.top(), ctx.top(), 0.0, 1.0)
-    ctx.produce(ctx.top())
+    hardsigmoid_of(ctx, node.args[0])
 
 
 @ATEN.register("hardswish", "hardswish_")
 def hardswish(ctx, node):
-    bottom = ctx.bottom(node.args[0])
-    gate = _hardsigmoid(ctx, bottom, ctx.top(), "gate/")
-    elt_em.eltwise(ctx.net, ctx.name(), [bottom, gate], ctx.top(), "PROD")
-    ctx.produce(ctx.top())
+    hardswish_of(ctx, node.args[0])
 
 
 @ATEN.register("silu", "silu_")

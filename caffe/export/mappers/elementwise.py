@@ -6,16 +6,14 @@ bottom; a tensor and a constant -> Power (scalars) or Scale / Bias with the
 constant stored as the layer's blob.
 """
 import numpy as np
-import torch
-
 from ..emitters import eltwise as elt_em, neuron as neuron_em, norm as norm_em
 from . import ATEN
 from ._util import align_const, reshape_to
 
 
 def _operand(ctx, x):
-    """('tensor', node) for a computed tensor, ('const', array) otherwise."""
-    if isinstance(x, torch.fx.Node) and not ctx.is_const(x):
+    """('tensor', x) for a computed tensor, ('const', array) otherwise."""
+    if not isinstance(x, (int, float)) and not ctx.is_const(x):
         return "tensor", x
     return "const", ctx.const(x)
 
@@ -82,9 +80,11 @@ def _const_layer(ctx, x, c, op):
     return ctx.produce(top)
 
 
-def _binary(ctx, node, op, alpha=1.0):
-    a_kind, a = _operand(ctx, node.args[0])
-    b_kind, b = _operand(ctx, node.args[1])
+def binary(ctx, a, b, op, alpha=1.0):
+    """``a (op) b`` for op in add/sub/mul/div (``b`` scaled by ``alpha`` for add/sub),
+    shared by the ATen and ONNX front ends."""
+    a_kind, a = _operand(ctx, a)
+    b_kind, b = _operand(ctx, b)
     if a_kind == "const" and b_kind == "const":
         ctx.refuse("both operands are constants")
     if a_kind == "const":   # constant (op) tensor
@@ -96,7 +96,7 @@ def _binary(ctx, node, op, alpha=1.0):
                                         "div": "rdiv"}[op])
     if b_kind == "const":
         return _const_layer(ctx, a, b * alpha if op in ("add", "sub") else b, op)
-    sa, sb, out = ctx.shape(a), ctx.shape(b), ctx.shape(node)
+    sa, sb, out = ctx.shape(a), ctx.shape(b), ctx.shape(ctx.node)
     top = ctx.top()
     if sa == sb:
         if op in ("add", "sub"):
@@ -133,12 +133,12 @@ def _binary(ctx, node, op, alpha=1.0):
 
 @ATEN.register("add", "add_")
 def add(ctx, node):
-    _binary(ctx, node, "add", float(ctx.args().get("alpha") or 1))
+    binary(ctx, node.args[0], node.args[1], "add", float(ctx.args().get("alpha") or 1))
 
 
 @ATEN.register("sub", "sub_")
 def sub(ctx, node):
-    _binary(ctx, node, "sub", float(ctx.args().get("alpha") or 1))
+    binary(ctx, node.args[0], node.args[1], "sub", float(ctx.args().get("alpha") or 1))
 
 
 @ATEN.register("rsub")
@@ -152,14 +152,14 @@ def rsub(ctx, node):
 
 @ATEN.register("mul", "mul_")
 def mul(ctx, node):
-    _binary(ctx, node, "mul")
+    binary(ctx, node.args[0], node.args[1], "mul")
 
 
 @ATEN.register("div", "div_")
 def div(ctx, node):
     if ctx.args().get("rounding_mode") is not None:
         ctx.refuse("division with rounding_mode")
-    _binary(ctx, node, "div")
+    binary(ctx, node.args[0], node.args[1], "div")
 
 
 @ATEN.register("maximum", "max.other")

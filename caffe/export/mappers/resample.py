@@ -32,10 +32,16 @@ def _factors(ctx, node):
 
 @ATEN.register("upsample_nearest2d")
 def upsample_nearest(ctx, node):
-    s_in, (fh, fw) = _factors(ctx, node)
+    s_in, factors = _factors(ctx, node)
+    nearest(ctx, node.args[0], s_in, factors)
+
+
+def nearest(ctx, x, s_in, factors):
+    """Nearest upsampling of ``x`` (shape ``s_in``) by integer (fh, fw)."""
+    fh, fw = factors
     c = s_in[1]
     weight = np.ones((c, 1, fh, fw), np.float32)
-    conv_em.convolution(ctx.net, ctx.name(), ctx.bottom(node.args[0]), ctx.top(), weight, None,
+    conv_em.convolution(ctx.net, ctx.name(), ctx.bottom(x), ctx.top(), weight, None,
                         [fh, fw], [0, 0], [1, 1], c, transposed=True)
     ctx.produce(ctx.top())
 
@@ -73,9 +79,15 @@ def upsample_bilinear(ctx, node):
     if a["align_corners"]:
         ctx.refuse("bilinear upsampling with align_corners=True (only align_corners=False "
                    "maps to a bilinear Deconvolution)")
-    s_in, (fh, fw) = _factors(ctx, node)
+    s_in, factors = _factors(ctx, node)
+    bilinear(ctx, node.args[0], s_in, factors)
+
+
+def bilinear(ctx, x, s_in, factors):
+    """Bilinear (half-pixel, edge-clamped) upsampling of ``x`` by integer (fh, fw)."""
+    fh, fw = factors
     c = s_in[1]
-    padded = _replicate_edges(ctx, ctx.bottom(node.args[0]), s_in, 2, ctx.top("padh"))
+    padded = _replicate_edges(ctx, ctx.bottom(x), s_in, 2, ctx.top("padh"))
     shape_h = list(s_in)
     shape_h[2] += 2
     padded = _replicate_edges(ctx, padded, shape_h, 3, ctx.top("padw"))
