@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from ..protoio import pb2
+from ._proto import pb2
 from . import targets
 from .errors import ExportError
 

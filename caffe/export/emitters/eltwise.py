@@ -1,5 +1,5 @@
 """Eltwise (SUM with coefficients, PROD, MAX)."""
-from ...protoio import pb2
+from .._proto import pb2
 
 
 def eltwise(net, name, bottoms, top, operation, coeff=None):

@@ -1,5 +1,5 @@
 """Pooling (MAX / AVE, explicit or global)."""
-from ...protoio import pb2
+from .._proto import pb2
 
 
 def pooling(net, name, bottom, top, method, kernel=None, stride=None, pad=None,

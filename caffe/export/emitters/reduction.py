@@ -1,5 +1,5 @@
 """ArgMax and Reduction."""
-from ...protoio import pb2
+from .._proto import pb2
 
 
 def argmax(net, name, bottom, top, axis, out_max_val, top_k=1):
