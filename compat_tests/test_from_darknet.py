@@ -1,0 +1,112 @@
+"""Darknet -> Caffe (caffe.from_darknet): tiny YOLO v2/v3/v4 layer lists with random
+weights in Darknet's format, verified layer by layer against OpenCV's Darknet reader."""
+import numpy as np
+import pytest
+
+import caffe
+from caffe.export import ExportError
+from caffe.export import darknet_cfg
+
+# Darknet's published tiny-YOLO layer lists with the widths divided by 8, 64x64 inputs and
+# 2 classes, so the tests run in seconds; the structure (pools, routes, groups, upsample,
+# shortcut-free heads) is unchanged.
+NET = "[net]\nwidth=64\nheight=64\nchannels=3\n"
+
+
+def conv(filters, size=3, stride=1, bn=1, act="leaky"):
+    return ("[convolutional]\n%sfilters=%d\nsize=%d\nstride=%d\npad=1\nactivation=%s\n" % (
+        "batch_normalize=1\n" if bn else "", filters, size, stride, act))
+
+
+def pool(size=2, stride=2):
+    return "[maxpool]\nsize=%d\nstride=%d\n" % (size, stride)
+
+
+def yolo(mask):
+    return ("[yolo]\nmask=%s\nanchors=10,14, 23,27, 37,58, 81,82, 135,169, 344,319\nclasses=2\n"
+            "num=6\n" % mask)
+
+
+YOLOV2_TINY = NET + "".join(
+    [conv(2), pool(), conv(4), pool(), conv(8), pool(), conv(16), pool(), conv(32), pool(),
+     conv(64), pool(2, 1), conv(128), conv(64), conv(5 * 7, 1, bn=0, act="linear"),
+     "[region]\nanchors=0.57,0.67, 1.87,2.06, 3.33,5.47, 7.88,3.52, 9.77,9.16\nclasses=2\n"
+     "coords=4\nnum=5\nsoftmax=1\n"])
+
+YOLOV3_TINY = NET + "".join(
+    [conv(2), pool(), conv(4), pool(), conv(8), pool(), conv(16), pool(), conv(32), pool(),
+     conv(64), pool(2, 1), conv(128), conv(32, 1), conv(64), conv(21, 1, bn=0, act="linear"),
+     yolo("3,4,5"), "[route]\nlayers=-4\n", conv(16, 1), "[upsample]\nstride=2\n",
+     "[route]\nlayers=-1, 8\n", conv(32), conv(21, 1, bn=0, act="linear"), yolo("0,1,2")])
+
+
+def _csp(f):
+    return [conv(f), "[route]\nlayers=-1\ngroups=2\ngroup_id=1\n", conv(f // 2), conv(f // 2),
+            "[route]\nlayers=-1,-2\n", conv(f, 1), "[route]\nlayers=-6,-1\n", pool()]
+
+
+YOLOV4_TINY = NET + "".join(
+    [conv(4, 3, 2), conv(8, 3, 2)] + _csp(8) + _csp(16) + _csp(32) +
+    [conv(64), conv(32, 1), conv(64), conv(21, 1, bn=0, act="linear"), yolo("3,4,5"),
+     "[route]\nlayers=-4\n", conv(16, 1), "[upsample]\nstride=2\n", "[route]\nlayers=-1, 23\n",
+     conv(32), conv(21, 1, bn=0, act="linear"), yolo("1,2,3")])
+
+CFGS = {"yolov2-tiny": YOLOV2_TINY, "yolov3-tiny": YOLOV3_TINY, "yolov4-tiny": YOLOV4_TINY}
+
+
+def random_weights(cfg_path, weights_path, tmp_path, header=(0, 2, 0, 32013312), seed=0):
+    """Darknet weights of the right sizes (taken from a cfg-only conversion), random values,
+    positive variances."""
+    report = caffe.from_darknet(cfg_path, None, str(tmp_path / "sizes.prototxt"), verify=False)
+    rng = np.random.RandomState(seed)
+    arrays = []
+    for index in sorted(report.layer_weights):
+        parts = report.layer_weights[index]
+        for k, a in enumerate(parts):
+            is_var = len(parts) == 5 and k == 3
+            arrays.append((rng.rand(a.size) + 0.5) if is_var else rng.randn(a.size) * 0.3)
+    darknet_cfg.write_weights(weights_path, header, arrays)
+    return arrays
+
+
+@pytest.mark.parametrize("name", sorted(CFGS))
+def test_tiny_yolo_matches_opencv_darknet_reader(name, tmp_path):
+    cfg = tmp_path / (name + ".cfg")
+    cfg.write_text(CFGS[name])
+    weights = str(tmp_path / (name + ".weights"))
+    random_weights(str(cfg), weights, tmp_path)
+    report = caffe.from_darknet(str(cfg), weights, str(tmp_path / "m.prototxt"),
+                                str(tmp_path / "m.caffemodel"))
+    assert report.verified and report.ok, report.table
+    assert len(report.outputs) == (1 if "v2" in name else 2)
+    assert all(r.max_rel <= 1e-4 for r in report.rows), report.table
+    assert report.header == (0, 2, 0, 32013312)
+
+
+def test_weights_header_with_32_bit_seen(tmp_path):
+    cfg = tmp_path / "t.cfg"
+    cfg.write_text(NET + conv(4) + pool())
+    weights = str(tmp_path / "t.weights")
+    random_weights(str(cfg), weights, tmp_path, header=(0, 1, 0, 1234))
+    header, floats = darknet_cfg.read_weights(weights)
+    assert header == (0, 1, 0, 1234) and floats.size == 4 * 4 + 4 * 3 * 9
+    report = caffe.from_darknet(str(cfg), weights, str(tmp_path / "m.prototxt"),
+                                str(tmp_path / "m.caffemodel"))
+    assert report.ok
+
+
+def test_errors_name_section_key_and_line(tmp_path):
+    cfg = tmp_path / "bad.cfg"
+    cfg.write_text(NET + conv(4) + conv(4, act="selu"))
+    with pytest.raises(ExportError, match=r"bad.cfg:12 \[convolutional\] \(layer 1\) key "
+                                          r"'activation'.*'selu'"):
+        caffe.from_darknet(str(cfg), None, str(tmp_path / "m.prototxt"), verify=False)
+    cfg.write_text(NET + conv(4) + "[reorg]\nstride=2\n")
+    with pytest.raises(ExportError, match=r"\[reorg\] \(layer 1\)"):
+        caffe.from_darknet(str(cfg), None, str(tmp_path / "m.prototxt"), verify=False)
+    cfg.write_text(NET + conv(4))
+    weights = tmp_path / "short.weights"
+    darknet_cfg.write_weights(str(weights), (0, 2, 0, 0), [np.zeros(10)])
+    with pytest.raises(ExportError, match=r"ends early.*layer 0, cfg line 5.*rolling_mean"):
+        caffe.from_darknet(str(cfg), str(weights), str(tmp_path / "m.prototxt"),
+                           str(tmp_path / "m.caffemodel"), verify=False)
