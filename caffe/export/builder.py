@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from ._proto import pb2
+from ..protoio import schema as pb2, write_binary, write_text
 from . import targets
 from .errors import ExportError
 
@@ -100,29 +100,14 @@ class NetBuilder:
         return net
 
     def write(self, prototxt, caffemodel):
-        """Write the deploy prototxt (no weights) and the caffemodel (binary, with weights).
-
-        Each file goes to a temporary name first and replaces the target only when
-        complete, so an error never leaves a half-written file over a user's old one.
-        """
-        from google.protobuf import text_format
-        deploy = text_format.MessageToString(self.net_param(with_blobs=False)).encode()
-        _replace(prototxt, deploy)
+        """Write the deploy prototxt (no weights) and the caffemodel (binary, with weights),
+        each atomically (an error never leaves a half-written file over a user's old one)."""
+        for path in (prototxt, caffemodel):
+            if path:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        write_text(prototxt, self.net_param(with_blobs=False))
         if caffemodel:
-            _replace(caffemodel, self.net_param(with_blobs=True).SerializeToString())
-
-
-def _replace(path, data):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+            write_binary(caffemodel, self.net_param(with_blobs=True))
 
 
 class TargetError(ExportError):

@@ -1,5 +1,5 @@
 """Eltwise (SUM with coefficients, PROD, MAX)."""
-from .._proto import pb2
+from ...protoio import schema as pb2
 
 
 def eltwise(net, name, bottoms, top, operation, coeff=None):

@@ -1,5 +1,5 @@
 """Pooling (MAX / AVE, explicit or global)."""
-from .._proto import pb2
+from ...protoio import schema as pb2
 
 
 def pooling(net, name, bottom, top, method, kernel=None, stride=None, pad=None,

@@ -1,5 +1,5 @@
 """ArgMax and Reduction."""
-from .._proto import pb2
+from ...protoio import schema as pb2
 
 
 def argmax(net, name, bottom, top, axis, out_max_val, top_k=1):
