@@ -309,3 +309,22 @@ def test_cli_runs_as_module(tmp_path):
     res = subprocess.run([sys.executable, "-m", "caffe.from_pytorch", "--help"],
                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "--input-shape" in res.stdout
+
+
+def test_cli_calibration_images(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+    from caffe import from_pytorch as cli
+    (tmp_path / "zoo_cli.py").write_text(CLI_MODULE)
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.RandomState(0)
+    for i in range(2):
+        Image.fromarray(rng.randint(0, 255, (20, 24, 3), dtype=np.uint8)).save(
+            str(images / ("%d.png" % i)))
+    monkeypatch.chdir(tmp_path)
+    batch = cli._calibration_batch(str(images), (2, 3, 8, 8))
+    assert batch.shape == (2, 3, 8, 8) and 0 <= batch.min() and batch.max() <= 1
+    assert not np.allclose(batch[0], batch[1])
+    rc = cli.main(["zoo_cli:small", "--input-shape", "2,3,8,8", "-o", "out/cal",
+                   "--calibration-images", "images"])
+    assert rc == 0 and "PASSED" in capsys.readouterr().out
