@@ -48,9 +48,8 @@ def export(cfg, weights, prototxt, caffemodel=None, *, target="bvlc", verify=Tru
     net.prune()
     net.write(prototxt, caffemodel if weights else None)
     report = ExportReport(str(prototxt), str(caffemodel) if weights else None, target, ["data"],
-                          finals, len(net.layers))
-    report.header = header
-    report.layer_weights = ctx.layer_weights
+                          finals, len(net.layers), header=header,
+                          layer_weights=ctx.layer_weights)
     if verify and weights:
         x = inputs if inputs is not None else np.random.RandomState(0).rand(
             *ctx.input_shape).astype(np.float32)

@@ -18,6 +18,8 @@ class ExportReport:
     verified: bool = False
     ok: bool = True
     notes: List[str] = field(default_factory=list)
+    header: Optional[tuple] = None        # Darknet weights header (major, minor, revision, seen)
+    layer_weights: dict = field(default_factory=dict)   # Darknet layer -> arrays, file order
 
     @property
     def table(self):
