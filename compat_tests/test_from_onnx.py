@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 onnx = pytest.importorskip("onnx", reason="the onnx extra (onnx, onnxruntime) is not installed")
 pytest.importorskip("onnxruntime", reason="the onnx extra (onnx, onnxruntime) is not installed")

@@ -27,7 +27,6 @@ def export(cfg, weights, prototxt, caffemodel=None, *, target="bvlc", verify=Tru
     ctx = DarknetContext(net, cfg, reader, c, h, w)
     ctx.input_shape = (batch, c, h, w)
     input_em.input_layer(net, "data", "data", ctx.input_shape)
-    ctx.outputs_by_name = {}
     for s in sections:
         ctx.node = s
         mapper = SECTIONS.get(s.kind)

@@ -1,7 +1,6 @@
 """PyTorch -> Caffe: capture with torch.export, map each ATen node, write, verify."""
 import operator
 
-import numpy as np
 import torch
 
 from . import torch_graph, verify as verify_mod
