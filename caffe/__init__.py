@@ -40,7 +40,7 @@ def __getattr__(name):
     if name in ("Detector",):
         from .detector import Detector
         return Detector
-    if name in ("from_pytorch", "from_onnx", "from_darknet"):
+    if name in ("from_pytorch", "from_onnx", "from_darknet", "to_darknet"):
         import importlib
         return importlib.import_module("." + name, __name__)   # callable module + CLI
     if name in ("Timer",):

@@ -110,3 +110,34 @@ def test_errors_name_section_key_and_line(tmp_path):
     with pytest.raises(ExportError, match=r"ends early.*layer 0, cfg line 5.*rolling_mean"):
         caffe.from_darknet(str(cfg), str(weights), str(tmp_path / "m.prototxt"),
                            str(tmp_path / "m.caffemodel"), verify=False)
+
+
+@pytest.mark.parametrize("name", sorted(CFGS))
+def test_round_trip_darknet_caffe_darknet_weights_byte_for_byte(name, tmp_path):
+    cfg = tmp_path / (name + ".cfg")
+    cfg.write_text(CFGS[name])
+    weights = str(tmp_path / (name + ".weights"))
+    random_weights(str(cfg), weights, tmp_path, header=(0, 2, 5, 123456789))
+    report = caffe.from_darknet(str(cfg), weights, str(tmp_path / "m.prototxt"),
+                                str(tmp_path / "m.caffemodel"), verify=False)
+    caffe.to_darknet(str(tmp_path / "m.prototxt"), str(tmp_path / "m.caffemodel"),
+                     str(tmp_path / "back.cfg"), str(tmp_path / "back.weights"),
+                     header=report.header)
+    assert open(str(tmp_path / "back.weights"), "rb").read() == open(weights, "rb").read()
+    # the written cfg reads back into the same Caffe net (no [yolo] sections: no weights)
+    again = caffe.from_darknet(str(tmp_path / "back.cfg"), str(tmp_path / "back.weights"),
+                               str(tmp_path / "again.prototxt"),
+                               str(tmp_path / "again.caffemodel"))
+    assert again.ok
+
+
+def test_to_darknet_refuses_what_darknet_lacks(tmp_path):
+    from caffe import net_spec as ns
+    n = ns.NetSpec()
+    n.data = ns.layers.Input(shape=dict(dim=[1, 3, 8, 8]))
+    n.conv = ns.layers.Convolution(n.data, num_output=2, kernel_size=3,
+                                   weight_filler=dict(type="xavier"))
+    n.lrn = ns.layers.LRN(n.conv)
+    (tmp_path / "n.prototxt").write_text(str(n.to_proto()))
+    with pytest.raises(ExportError, match="layer 'lrn' \\(type LRN\\): has no Darknet section"):
+        caffe.to_darknet(str(tmp_path / "n.prototxt"), None, str(tmp_path / "n.cfg"))
