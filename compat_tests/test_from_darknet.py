@@ -141,3 +141,30 @@ def test_to_darknet_refuses_what_darknet_lacks(tmp_path):
     (tmp_path / "n.prototxt").write_text(str(n.to_proto()))
     with pytest.raises(ExportError, match="layer 'lrn' \\(type LRN\\): has no Darknet section"):
         caffe.to_darknet(str(tmp_path / "n.prototxt"), None, str(tmp_path / "n.cfg"))
+
+
+@pytest.mark.parametrize("name", sorted(CFGS))
+def test_yolo_region_layers_decode_boxes_like_opencv(name, tmp_path):
+    cfg = tmp_path / (name + ".cfg")
+    cfg.write_text(CFGS[name].replace("classes=2\n", "classes=2\nthresh=0.2\n"))
+    weights = str(tmp_path / (name + ".weights"))
+    random_weights(str(cfg), weights, tmp_path)
+    report = caffe.from_darknet(str(cfg), weights, str(tmp_path / "m.prototxt"),
+                                str(tmp_path / "m.caffemodel"), target="any")
+    decoded = [r for r in report.rows if r.name.split(":")[1].startswith(("yolo", "region"))]
+    assert len(decoded) == (1 if "v2" in name else 2), report.table
+    assert all(r.max_rel <= 1e-4 for r in decoded), report.table
+    net = caffe.Net(str(tmp_path / "m.prototxt"), str(tmp_path / "m.caffemodel"), caffe.TEST)
+    kinds = [lp.type for lp in net.layers]
+    assert ("Region" if "v2" in name else "Yolo") in kinds
+
+
+def test_yolo_layer_checks_its_parameters(tmp_path):
+    proto = tmp_path / "y.prototxt"
+    proto.write_text('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 '
+                     'dim: 14 dim: 2 dim: 2 } } }\n'
+                     'layer { name: "yolo" type: "Yolo" bottom: "x" top: "boxes" yolo_param { '
+                     'anchors: [10, 14, 23, 27] mask: [0, 1] classes: 3 net_width: 32 '
+                     'net_height: 32 } }\n')
+    with pytest.raises(Exception, match="bottom must be N x 16 x H x W"):
+        caffe.Net(str(proto), caffe.TEST)

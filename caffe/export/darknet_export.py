@@ -65,14 +65,38 @@ def export(cfg, weights, prototxt, caffemodel=None, *, target="bvlc", verify=Tru
                                              {"%d:%s" % (i, blob): got} if blob in
                                              caffe_net.blobs else {})[0]
             rows.append(row)
+        rows += _compare_decoded(cfg, weights, x, caffe_net, ctx.finals)
         report.rows, report.rtol, report.verified = rows, rtol, True
-        out_rows = [r for r in rows if r.name.split(":", 1)[1] in finals]
+        out_rows = [r for r in rows if r.name.split(":", 1)[1].split("/")[0] in finals]
         report.outputs = [r.name for r in out_rows] or report.outputs
         report.ok = verification.verdict(rows, rtol, names=[r.name for r in out_rows])
         if not report.ok:
             raise VerificationError("the Caffe net does not reproduce OpenCV's Darknet reader "
                                     "within rtol %g:\n%s" % (rtol, report.table), report)
     return report
+
+
+def _compare_decoded(cfg, weights, x, caffe_net, finals):
+    """Rows for our Yolo / Region tops against OpenCV's decoded outputs (in order).
+    OpenCV runs NMS inside its region layer, so for Region only the boxes and the
+    objectness (columns 0-4) are compared."""
+    import cv2
+    ours = [(b, s) for b, s in finals if b == "%s_%d" % (s.kind, s.index)]   # decoded tops
+    if not ours:
+        return []
+    net = cv2.dnn.readNetFromDarknet(cfg, weights)
+    names = [n for n in net.getLayerNames() if n.startswith(("yolo", "detection_out"))]
+    net.setInput(np.ascontiguousarray(x, dtype=np.float32))
+    outs = net.forward(names)
+    rows = []
+    for (blob, s), ref in zip(ours, outs):
+        ref = np.asarray(ref)
+        got = caffe_net.blobs[blob].data.reshape(ref.shape)
+        if s.kind == "region":
+            ref, got, blob = ref[:, :5], got[:, :5], blob + "/boxes"
+        rows += verification.compare_named({"%d:%s" % (s.index, blob): ref},
+                                           {"%d:%s" % (s.index, blob): got})
+    return rows
 
 
 _OPENCV_SUBLAYERS = ("bn", "leaky", "relu", "relu6", "mish", "swish", "logistic", "sigmoid",

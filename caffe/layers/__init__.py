@@ -4,3 +4,4 @@ from .registry import modules, register_layer, UnknownLayerError, DuplicateLayer
 from .base import CaffeLayer, BlobLayer, LayerError
 from . import vision, neuron, common, loss, recurrent, data, detection, python  # noqa: F401 (registration)
 from . import multibox, detection_evaluate, annotated_data, ohem  # noqa: F401 (registration)
+from . import yolo  # noqa: F401 (registration: Darknet's Yolo / Region)
