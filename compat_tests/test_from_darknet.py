@@ -168,3 +168,24 @@ def test_yolo_layer_checks_its_parameters(tmp_path):
                      'net_height: 32 } }\n')
     with pytest.raises(Exception, match="bottom must be N x 16 x H x W"):
         caffe.Net(str(proto), caffe.TEST)
+
+
+def test_clis_both_ways(tmp_path, capsys):
+    from caffe import from_darknet as fd, to_darknet as td
+    cfg = tmp_path / "v3.cfg"
+    cfg.write_text(YOLOV3_TINY)
+    weights = str(tmp_path / "v3.weights")
+    random_weights(str(cfg), weights, tmp_path)
+    assert fd.main([str(cfg), weights, "-o", str(tmp_path / "out" / "v3")]) == 0
+    out = capsys.readouterr().out
+    assert "max rel" in out and "PASSED" in out
+    assert fd.main([str(cfg), "-o", str(tmp_path / "cfgonly")]) == 0      # prototxt only
+    assert (tmp_path / "cfgonly.prototxt").exists()
+    assert not (tmp_path / "cfgonly.caffemodel").exists()
+    assert td.main([str(tmp_path / "out" / "v3.prototxt"), str(tmp_path / "out" / "v3.caffemodel"),
+                    "-o", str(tmp_path / "back")]) == 0
+    assert open(str(tmp_path / "back.weights"), "rb").read()[20:] == \
+        open(weights, "rb").read()[20:]
+    (tmp_path / "bad.cfg").write_text(NET + conv(4, act="selu"))
+    assert fd.main([str(tmp_path / "bad.cfg"), "-o", str(tmp_path / "bad")]) == 1
+    assert "key 'activation'" in capsys.readouterr().err
