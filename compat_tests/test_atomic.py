@@ -107,6 +107,19 @@ def test_kill_9_during_snapshot_leaves_previous_snapshot_loadable(tmp_path, fmt)
     print("%s: %d of 12 kills landed mid-write" % (fmt, torn))
 
 
+def _wait_for_replacement(path, inode, timeout):
+    """Until ``path`` is a new file (an atomic write renames a new inode in)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.stat(path).st_ino != inode:
+                return
+        except FileNotFoundError:
+            pass
+        time.sleep(0.005)
+    raise AssertionError("the snapshotting child wrote nothing in %g s" % timeout)
+
+
 def _kill_trials(solver, model, state, tmp_path, rng, window):
     value = 0
     torn = 0
@@ -114,6 +127,7 @@ def _kill_trials(solver, model, state, tmp_path, rng, window):
     for trial in range(12):
         value += 1
         sys.stdout.flush()
+        before = os.stat(state).st_ino
         pid = os.fork()
         if pid == 0:                                  # child: snapshot forever
             try:
@@ -124,6 +138,10 @@ def _kill_trials(solver, model, state, tmp_path, rng, window):
                     solver.snapshot()
             finally:
                 os._exit(0)
+        if trial % 3 == 2:
+            # Every third child first completes one snapshot (its files replaced),
+            # so that a loaded machine cannot make every kill land before any write.
+            _wait_for_replacement(state, before, timeout=60.0)
         time.sleep(rng.uniform(0.0, window))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
