@@ -35,7 +35,7 @@ class SyncedBuffer:
     """
 
     __slots__ = ("_host", "_dev", "_head", "_shape", "_count", "_capacity", "_hv", "_dv",
-                 "_exported")
+                 "_exported", "version")
 
     def __init__(self, shape):
         self._shape = tuple(shape)
@@ -47,12 +47,17 @@ class SyncedBuffer:
         self._hv = None             # cached shaped views of _host / _dev
         self._dv = None
         self._exported = False      # host memory handed out to user code
+        # Bumped by every access that may write (host(), mutable_compute(),
+        # write(), zero_(), reshape): the Net compares it to decide whether a
+        # layer's recorded forward still matches its bottoms and params.
+        self.version = 0
 
     # -- shape -------------------------------------------------------------
     def reshape(self, shape):
         shape = tuple(int(d) for d in shape)
         if shape == self._shape:
             return
+        self.version += 1
         count = _count(shape)
         if count > self._capacity:
             # Caffe reallocates (zero-filled) only when the count grows.
@@ -123,6 +128,7 @@ class SyncedBuffer:
         self._to_host()
         self._head = _HOST
         self._exported = True
+        self.version += 1
         return self._host_view()
 
     def host_readonly(self):
@@ -146,6 +152,7 @@ class SyncedBuffer:
     def mutable_compute(self, device=None):
         """Tensor on the compute device for writing in place (marks that side as head)."""
         t = self.compute(device)
+        self.version += 1
         if t.is_cpu:
             self._head = _HOST
             self._exported = True       # written in place by its holder: keep it
@@ -157,6 +164,7 @@ class SyncedBuffer:
         """Set the values to ``value`` (a tensor of any shape), on its side."""
         if value.shape != self._shape:
             self.reshape(value.shape)
+        self.version += 1
         if value.is_cpu:
             if not self._exported and value.dtype == torch.float32 and value.is_contiguous():
                 self._host = value.reshape(-1)      # adopt it: no copy
@@ -189,6 +197,7 @@ class SyncedBuffer:
         if flat.dtype != torch.float32 or flat.device.type != "cpu" or not flat.is_contiguous():
             raise ValueError("set_host_storage needs a contiguous float32 CPU tensor")
         flat = flat.reshape(-1)
+        self.version += 1
         if flat.numel() < self._count:
             raise ValueError("set_host_storage: %d elements for a buffer of %d"
                              % (flat.numel(), self._count))
@@ -201,6 +210,7 @@ class SyncedBuffer:
 
     def zero_(self):
         """Zero the side in use (Caffe zeroes on the side that is head)."""
+        self.version += 1
         if self._head == _UNINIT:
             return                          # first allocation is zero-filled
         if self._head == _DEVICE:
@@ -213,7 +223,9 @@ class SyncedBuffer:
 class Blob:
     """A Caffe blob: ``data`` and ``diff`` of one shape, shared by reference."""
 
-    __slots__ = ("_data", "_diff", "__weakref__")
+    # __dict__: pycaffe's Blob accepts new attributes, and client code stores
+    # things on blobs.
+    __slots__ = ("_data", "_diff", "__weakref__", "__dict__")
 
     def __init__(self, shape=()):
         shape = tuple(int(d) for d in shape)

@@ -143,13 +143,55 @@ def insert_splits(param):
 class _Step:
     __slots__ = ("layer", "bottoms", "tops", "params", "is_blob_layer", "record",
                  "bottom_need", "param_need", "need_backward", "inplace", "tape",
-                 "loss_tops", "mutates", "index", "noop")
+                 "loss_tops", "mutates", "index", "noop", "versions", "random", "rng_state")
 
 
 def _as_list(outs):
     if isinstance(outs, torch.Tensor):
         return [outs]
     return list(outs)
+
+
+def _rng_state(device):
+    if device.type == "cuda":
+        return torch.cuda.get_rng_state(device)
+    return torch.get_rng_state()
+
+
+class _rng_restored:
+    """Run a block with the generator of ``device`` set to ``state``, then put
+    the generator back as it was (a replayed forward draws nothing new)."""
+
+    def __init__(self, device, state):
+        self.device, self.state = device, state
+
+    def __enter__(self):
+        self.saved = _rng_state(self.device)
+        self._set(self.state)
+
+    def __exit__(self, *exc):
+        self._set(self.saved)
+
+    def _set(self, state):
+        if self.device.type == "cuda":
+            torch.cuda.set_rng_state(state, self.device)
+        else:
+            torch.set_rng_state(state)
+
+
+class _default_attribute:
+    """A read-only-looking property that an assignment replaces, as a plain
+    attribute would: pycaffe's Net has no such property, so client code
+    (py-faster-rcnn's ``net.name = ...``) simply sets an attribute."""
+
+    def __init__(self, fget):
+        self.fget = fget
+        self.__doc__ = fget.__doc__
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        return self.fget(obj)
 
 
 # ---------------------------------------------------------------------------
@@ -522,6 +564,9 @@ class Net:
             tops = set(self._top_id_lists[li])
             st.inplace = [b in tops for b in self._bottom_id_lists[li]]
             st.tape = None
+            st.versions = None
+            st.rng_state = None
+            st.random = bool(getattr(layer, "draws_random", False))
             st.loss_tops = [(st.tops[ti], ti) for ti in self._loss_tops_of[li]]
             st.mutates = bool(getattr(layer, "mutates_params", False))
             # Input-like layers: their tops are what the user wrote; never recomputed.
@@ -531,6 +576,42 @@ class Net:
             self._steps.append(st)
 
     # -- running ------------------------------------------------------------
+    @staticmethod
+    def _record(st, bottoms, params, replay=False):
+        """Run ``st``'s layer with autograd on, keeping its graph as the tape.
+
+        ``replay`` recomputes a forward for backward only: stochastic layers
+        draw what they drew in the recorded forward (the generator state is
+        restored) and layers that update their own blobs update copies.
+        """
+        ins = []
+        for k, t in enumerate(bottoms):
+            t = t.detach()
+            if st.inplace[k] and not replay:
+                t = t.clone()
+            if st.bottom_need[k]:
+                t.requires_grad_(True)
+            ins.append(t)
+        prm = [p.detach().requires_grad_(True) if st.param_need[j] else p
+               for j, p in enumerate(params)]
+        run_params = prm
+        if replay and st.mutates:
+            run_params = [p.clone() for p in prm]
+        layer = st.layer
+        with torch.enable_grad():
+            if st.random:
+                device = bottoms[0].device if bottoms else torch.device("cpu")
+                if replay and st.rng_state is not None:
+                    with _rng_restored(device, st.rng_state):
+                        outs = _as_list(layer.run(ins, run_params))
+                else:
+                    st.rng_state = _rng_state(device)
+                    outs = _as_list(layer.run(ins, run_params))
+            else:
+                outs = _as_list(layer.run(ins, run_params))
+        st.tape = (ins, prm, outs)
+        return outs
+
     def _forward_step(self, st):
         if st.noop:
             return
@@ -541,20 +622,9 @@ class Net:
         dev = _common.compute_device()
         bottoms = [b._data.compute(dev) for b in st.bottoms]
         params = [b._data.compute(dev) for b in st.params]
+        st.versions = None
         if st.record:
-            ins = []
-            for k, t in enumerate(bottoms):
-                t = t.detach()
-                if st.inplace[k]:
-                    t = t.clone()
-                if st.bottom_need[k]:
-                    t.requires_grad_(True)
-                ins.append(t)
-            prm = [p.detach().requires_grad_(True) if st.param_need[j] else p
-                   for j, p in enumerate(params)]
-            with torch.enable_grad():
-                outs = _as_list(st.layer.run(ins, prm))
-            st.tape = (ins, prm, outs)
+            outs = self._record(st, bottoms, params)
         else:
             st.tape = None
             outs = st.layer.run(bottoms, params)      # the caller runs us under no_grad
@@ -573,15 +643,38 @@ class Net:
             for b in st.params:
                 b.data_buffer.mutable_compute(dev)
 
+    @staticmethod
+    def _input_versions(st):
+        """What a tape depends on: each bottom's and param's data buffer and its
+        write counter."""
+        return tuple((b._data, b._data.version) for b in st.bottoms) + \
+            tuple((b._data, b._data.version) for b in st.params)
+
+    def _tape_is_current(self, st):
+        v = st.versions
+        if st.tape is None or v is None:
+            return False
+        blobs = st.bottoms + st.params
+        for (buf, version), blob in zip(v, blobs):
+            if blob._data is not buf or buf.version != version:
+                return False
+        return True
+
     def _backward_step(self, st):
         if st.is_blob_layer:
             st.layer.backward(st.tops, list(st.bottom_need), st.bottoms)
             return
-        if st.tape is None:
-            raise NetError("backward of layer %r needs a forward first"
-                           % self._layer_names[st.index])
-        ins, prm, outs = st.tape
         dev = _common.compute_device()
+        if not self._tape_is_current(st):
+            # No forward since the net was built, or a bottom or param was
+            # written after it: Caffe's Backward reads the blobs as they are
+            # now, so recompute this layer's forward from them (tops untouched).
+            with torch.no_grad():
+                bottoms = [b._data.compute(dev) for b in st.bottoms]
+                params = [b._data.compute(dev) for b in st.params]
+                self._record(st, bottoms, params, replay=True)
+            st.versions = self._input_versions(st)
+        ins, prm, outs = st.tape
         out_list, grad_list = [], []
         for blob, o in zip(st.tops, outs):
             if o.requires_grad:
@@ -635,6 +728,12 @@ class Net:
                 if af:
                     for cb in af:
                         cb(i)
+        # The tapes of this pass stay valid until a bottom or param is written
+        # after it; writes during the pass (later in-place layers) are part of it.
+        for i in range(start, end + 1):
+            st = steps[i]
+            if st.tape is not None:
+                st.versions = self._input_versions(st)
         return loss
 
     def _backward(self, start, end):
@@ -750,23 +849,23 @@ class Net:
         """Blob ids of layer ``i``'s tops (pycaffe's ``Net._top_ids``)."""
         return list(self._top_id_lists[i])
 
-    @property
+    @_default_attribute
     def name(self):
         return self._name
 
-    @property
+    @_default_attribute
     def phase(self):
         return self._phase
 
-    @property
+    @_default_attribute
     def learnable_params(self):
         return list(self._learnable)
 
-    @property
+    @_default_attribute
     def params_lr(self):
         return list(self._learnable_lr)
 
-    @property
+    @_default_attribute
     def params_weight_decay(self):
         return list(self._learnable_decay)
 
@@ -842,7 +941,14 @@ class Net:
         if self._inference is not None:
             self._inference.request(outputs)
         self._forward(start_ind, end_ind)
-        return {out: self.blobs[out].data for out in outputs}
+        # Handing out the output views is not a write: tapes current before
+        # stay current (a write through the views later is not seen).
+        current = [st for st in self._steps if st.versions is not None
+                   and self._tape_is_current(st)]
+        views = {out: self.blobs[out].data for out in outputs}
+        for st in current:
+            st.versions = self._input_versions(st)
+        return views
 
     def backward(self, diffs=None, start=None, end=None, **kwargs):
         """Backward from layer ``start`` down to ``end``; return live diff views."""

@@ -328,3 +328,45 @@ layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
     net.blobs["data"].data[...] = 1
     out = net.forward()
     assert out["conv"].shape == (3, 4, 3, 3)
+
+
+def test_backward_partial_without_forward(net):
+    # pycaffe's test_backward_start_end: no forward before the backward
+    ip = net.blobs["ip_blob"]
+    sample = np.random.uniform(size=ip.data.shape).astype(np.float32)
+    ip.diff[:] = sample
+    out = net.backward(start="ip", end="ip")
+    w = net.params["ip"][0].data
+    np.testing.assert_allclose(out["conv"].reshape(len(sample), -1), sample.dot(w),
+                               rtol=1e-3, atol=1e-5)
+
+
+def test_client_code_can_set_attributes(net, tmp_path):
+    # py-faster-rcnn's test_net.py: net.name = <caffemodel basename>, read back
+    assert net.name == "testnet"
+    net.name = "vgg16_faster_rcnn_iter_70000"
+    assert net.name == "vgg16_faster_rcnn_iter_70000"
+    assert "testnet" in repr(net)               # the net itself is unchanged
+    net.phase = "mine"
+    assert net.phase == "mine"
+    net._something = 3
+    blob = net.blobs["data"]
+    blob.my_tag = "roi"
+    assert net.blobs["data"].my_tag == "roi"
+    layer = net.layers[0]
+    layer.set_roidb = lambda roidb: roidb
+    assert net.layers[0].set_roidb(5) == 5
+    assert net.layer_dict["data"].set_roidb(6) == 6
+    (tmp_path / "solver.prototxt").write_text(
+        'net: "%s" base_lr: 0.01 lr_policy: "fixed" max_iter: 1\n'
+        % os.path.join(str(tmp_path), "simple.prototxt"))
+    solver = caffe.SGDSolver(str(tmp_path / "solver.prototxt"))
+    solver.output_dir = "out"
+    assert solver.output_dir == "out"
+    solver.net.layers[0].set_roidb = "x"
+    assert solver.net.layers[0].set_roidb == "x"
+    # what pycaffe itself makes read-only stays read-only
+    with pytest.raises(AttributeError):
+        net.blobs = {}
+    with pytest.raises(AttributeError):
+        blob.shape = (1,)

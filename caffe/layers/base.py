@@ -39,6 +39,9 @@ class CaffeLayer(nn.Module):
 
     # Layers that update their own blobs in forward (BatchNorm statistics).
     mutates_params = False
+    # Layers whose run() draws from torch's generator (Dropout, stochastic
+    # pooling): a forward recomputed for backward replays the same draws.
+    draws_random = False
 
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__()

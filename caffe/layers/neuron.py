@@ -109,6 +109,7 @@ class DropoutLayer(NeuronLayer):
             raise self.error("dropout_ratio must be in [0, 1), got %r" % ratio,
                              field="dropout_param.dropout_ratio")
         self.ratio = ratio
+        self.draws_random = self.phase == 0 and ratio > 0.0
         self.scale_train = bool(p.scale_train)
         self.keep = 1.0 - ratio
         # Caffe: scale_ = 1 / (1 - threshold_), a float member.

@@ -440,6 +440,8 @@ class PoolingLayer(CaffeLayer):
         self.method = int(pp.pool)
         if self.method not in (MAX, AVE, STOCHASTIC):
             raise self.error("unknown pooling method %d" % self.method, field=W + ".pool")
+        # TRAIN stochastic pooling samples its picks from the generator
+        self.draws_random = self.method == STOCHASTIC and self.phase == 0
         has = pp.HasField
         self.is_global = bool(pp.global_pooling)
         if self.is_global:
