@@ -21,7 +21,7 @@ from .blob import Blob
 from .fillers import FillerError
 from .limits import BlobShapeError, check_shape
 from .layers.adapters import build_layer
-from .layers.base import LayerError
+from .layers.base import BLOB, INPUT, TENSOR, LayerError, is_loss_by_type
 from . import protoio
 from . import selectors
 from .protoio import CaffeFileError
@@ -141,9 +141,9 @@ def insert_splits(param):
 # Per-layer steps: precomputed so the forward loop stays flat
 # ---------------------------------------------------------------------------
 class _Step:
-    __slots__ = ("layer", "bottoms", "tops", "params", "is_blob_layer", "record",
+    __slots__ = ("layer", "bottoms", "tops", "params", "kind", "record", "forward", "backward",
                  "bottom_need", "param_need", "need_backward", "inplace", "tape",
-                 "loss_tops", "mutates", "index", "noop", "versions", "random", "rng_state")
+                 "loss_tops", "mutates", "index", "versions", "random", "rng_state")
 
 
 def _as_list(outs):
@@ -263,7 +263,8 @@ class Net:
     def _build(self):
         param = self._param
         source = self._source
-        self._layers = []
+        self._layers = []                # what net.layers shows
+        self._drivers = []               # what the Net drives (adapters differ)
         self._layer_names = []
         self._layer_params = []
         self._blobs = []
@@ -339,12 +340,10 @@ class Net:
                 if lp.type == "Input":
                     self._inputs.append(tid)
             # set up shapes
-            is_blob_layer = bool(getattr(layer, "_caffe_blob_layer", False))
             bottoms = [self._blobs[b] for b in bottom_ids]
             tops = [self._blobs[t] for t in top_ids]
-            if is_blob_layer:
-                if hasattr(layer, "_caffe_prepare"):
-                    layer._caffe_prepare(lp, self._phase)
+            if layer.kind == BLOB:
+                layer._caffe_prepare(lp, self._phase)
                 try:
                     layer.setup(bottoms, tops)
                     layer.reshape(bottoms, tops)
@@ -370,14 +369,12 @@ class Net:
                 for blob, shape in zip(tops, shapes):
                     blob.reshape(*shape)
                 self._check_in_place(lp, bottom_ids, top_ids, bottom_shapes, where)
-            if getattr(layer, "type", None) != lp.type:
-                try:
-                    layer.type = lp.type
-                except AttributeError:
-                    pass
+            if layer.type != lp.type:
+                layer.type = lp.type
             # loss weights: Caffe's SetLossWeights
             weights = list(lp.loss_weight)
-            if not weights and getattr(layer, "is_loss", False) and len(top_ids):
+            is_loss = layer.is_loss if layer.is_loss is not None else is_loss_by_type(lp)
+            if not weights and is_loss and len(top_ids):
                 weights = [1.0]
             if weights and len(weights) != len(top_ids):
                 raise NetError("%s: loss_weight must be unspecified or specified once per top "
@@ -395,7 +392,8 @@ class Net:
             for tid in top_ids:
                 if need_backward:
                     self._blob_need_backward[tid] = True
-            self._layers.append(layer)
+            self._layers.append(layer.exposed())
+            self._drivers.append(layer)
             self._layer_names.append(lp.name)
             self._layer_params.append(lp)
             self._bottom_id_lists.append(bottom_ids)
@@ -435,11 +433,10 @@ class Net:
                 if not bottom_need_backward[li][bi]:
                     skip_backp.add(name)
         if self._force_backward:
-            for li, layer in enumerate(self._layers):
+            for li, layer in enumerate(self._drivers):
                 layer_need_backward[li] = True
                 for bi, bid in enumerate(self._bottom_id_lists[li]):
-                    allow = layer.allow_force_backward(bi) if hasattr(
-                        layer, "allow_force_backward") else True
+                    allow = layer.allow_force_backward(bi)
                     bottom_need_backward[li][bi] = bottom_need_backward[li][bi] or bool(allow)
                     self._blob_need_backward[bid] = (self._blob_need_backward[bid]
                                                      or bottom_need_backward[li][bi])
@@ -477,8 +474,8 @@ class Net:
                                                                   list(now)))
 
     def _check_counts(self, layer, lp, where):
-        for what, names, bounds in (("bottom", lp.bottom, getattr(layer, "num_bottoms", None)),
-                                    ("top", lp.top, getattr(layer, "num_tops", None))):
+        for what, names, bounds in (("bottom", lp.bottom, layer.num_bottoms),
+                                    ("top", lp.top, layer.num_tops)):
             if not bounds:
                 continue
             lo, hi = bounds
@@ -496,8 +493,8 @@ class Net:
         """Caffe's AppendParam: sharing by name, lr/decay multipliers."""
         p_need = []
         owned = []
-        fixed_lr = getattr(layer, "fixed_param_lr", False)
-        blobs = getattr(layer, "blobs", [])
+        fixed_lr = layer.fixed_param_lr
+        blobs = layer.blobs
         for j in range(len(blobs)):
             spec = lp.param[j] if j < len(lp.param) else None
             lr = spec.lr_mult if spec is not None and spec.HasField("lr_mult") else 1.0
@@ -547,32 +544,37 @@ class Net:
     def _param_param_name(self, li):
         return self._param.layer[li].name
 
+    def _kind_calls(self):
+        """(forward, backward) per layer kind: the Net's run -> step -> call_*."""
+        return {INPUT: (self._call_input_forward, self._call_input_backward),
+                BLOB: (self._call_blob_forward, self._call_blob_backward),
+                TENSOR: (self._call_tensor_forward, self._call_tensor_backward)}
+
     def _build_steps(self):
         self._steps = []
-        for li, layer in enumerate(self._layers):
+        calls = self._kind_calls()
+        for li, layer in enumerate(self._drivers):
             st = _Step()
             st.index = li
             st.layer = layer
+            st.kind = layer.kind
+            st.forward, st.backward = calls[layer.kind]
             st.bottoms = [self._blobs[b] for b in self._bottom_id_lists[li]]
             st.tops = [self._blobs[t] for t in self._top_id_lists[li]]
-            st.params = list(getattr(layer, "blobs", []))
-            st.is_blob_layer = bool(getattr(layer, "_caffe_blob_layer", False))
+            st.params = list(layer.blobs)
             st.need_backward = self._layer_need_backward[li]
             st.bottom_need = list(self._bottom_need_backward[li])
             st.param_need = list(self._param_need_backward[li])
-            st.record = st.need_backward and not st.is_blob_layer
+            # only tensor layers are recorded: Input tops are what the user wrote
+            st.record = st.need_backward and st.kind == TENSOR
             tops = set(self._top_id_lists[li])
             st.inplace = [b in tops for b in self._bottom_id_lists[li]]
             st.tape = None
             st.versions = None
             st.rng_state = None
-            st.random = bool(getattr(layer, "draws_random", False))
+            st.random = bool(layer.draws_random)
             st.loss_tops = [(st.tops[ti], ti) for ti in self._loss_tops_of[li]]
-            st.mutates = bool(getattr(layer, "mutates_params", False))
-            # Input-like layers: their tops are what the user wrote; never recomputed.
-            st.noop = bool(getattr(layer, "forward_is_noop", False))
-            if st.noop:
-                st.record = False
+            st.mutates = bool(layer.mutates_params)
             self._steps.append(st)
 
     # -- running ------------------------------------------------------------
@@ -612,13 +614,22 @@ class Net:
         st.tape = (ins, prm, outs)
         return outs
 
-    def _forward_step(self, st):
-        if st.noop:
-            return
-        if st.is_blob_layer:
-            st.layer.reshape(st.bottoms, st.tops)
-            st.layer.forward(st.bottoms, st.tops)
-            return
+    # One forward/backward/reshape call per layer kind (see layers/base.py);
+    # _forward/_backward run the steps, each step calls its kind's method.
+    def _call_input_forward(self, st):
+        pass                        # the tops hold what the user wrote
+
+    def _call_input_backward(self, st):
+        pass
+
+    def _call_blob_forward(self, st):
+        st.layer.reshape(st.bottoms, st.tops)
+        st.layer.forward(st.bottoms, st.tops)
+
+    def _call_blob_backward(self, st):
+        st.layer.backward(st.tops, list(st.bottom_need), st.bottoms)
+
+    def _call_tensor_forward(self, st):
         dev = _common.compute_device()
         bottoms = [b._data.compute(dev) for b in st.bottoms]
         params = [b._data.compute(dev) for b in st.params]
@@ -660,17 +671,19 @@ class Net:
                 return False
         return True
 
-    def _backward_step(self, st):
-        if st.is_blob_layer:
-            st.layer.backward(st.tops, list(st.bottom_need), st.bottoms)
-            return
+    def _call_tensor_backward(self, st):
         dev = _common.compute_device()
         if not self._tape_is_current(st):
             # No forward since the net was built, or a bottom or param was
             # written after it: Caffe's Backward reads the blobs as they are
             # now, so recompute this layer's forward from them (tops untouched).
+            # An in-place layer replays from the input its forward saw (its own
+            # top overwrote the blob; Caffe's in-place layers keep what they
+            # need, e.g. Scale's copy of the bottom).
+            seen = st.tape[0] if st.tape is not None else None
             with torch.no_grad():
-                bottoms = [b._data.compute(dev) for b in st.bottoms]
+                bottoms = [seen[k].detach() if seen is not None and st.inplace[k]
+                           else b._data.compute(dev) for k, b in enumerate(st.bottoms)]
                 params = [b._data.compute(dev) for b in st.params]
                 self._record(st, bottoms, params, replay=True)
             st.versions = self._input_versions(st)
@@ -713,14 +726,13 @@ class Net:
         loss = 0.0
         steps = self._steps
         bf, af = self._before_forward, self._after_forward
-        step = self._forward_step
         with torch.no_grad():              # recording steps re-enable grad for themselves
             for i in range(start, end + 1):
                 if bf:
                     for cb in bf:
                         cb(i)
                 st = steps[i]
-                step(st)
+                st.forward(st)
                 if st.loss_tops:
                     for blob, ti in st.loss_tops:
                         loss += float(torch.dot(blob._data.compute().reshape(-1),
@@ -742,8 +754,8 @@ class Net:
             for cb in bb:
                 cb(i)
             st = self._steps[i]
-            if st.need_backward and not st.noop:
-                self._backward_step(st)
+            if st.need_backward:
+                st.backward(st)
             for cb in ab:
                 cb(i)
 
@@ -758,15 +770,9 @@ class Net:
 
     # -- pycaffe: bound members ----------------------------------------------
     def reshape(self):
-        for li, st in enumerate(self._steps):
-            if st.noop:
-                continue
-            if st.is_blob_layer:
+        for st in self._steps:
+            if st.kind != INPUT:          # Input tops keep the shapes the user gave
                 st.layer.reshape(st.bottoms, st.tops)
-            else:
-                shapes = st.layer.output_shapes([tuple(b.shape) for b in st.bottoms])
-                for blob, shape in zip(st.tops, shapes):
-                    blob.reshape(*shape)
 
     def clear_param_diffs(self):
         for blob in self._learnable:
@@ -787,8 +793,8 @@ class Net:
             oi = index.get(name)
             if oi is None:
                 continue
-            mine = getattr(self._layers[li], "blobs", [])
-            theirs = getattr(other._layers[oi], "blobs", [])
+            mine = self._drivers[li].blobs
+            theirs = other._drivers[oi].blobs
             if len(mine) != len(theirs):
                 raise NetError("share_with: incompatible number of blobs for layer %r" % name)
             for a, b in zip(mine, theirs):
@@ -804,7 +810,7 @@ class Net:
             layer_out = out.layer.add()
             layer_out.CopyFrom(lp)
             del layer_out.blobs[:]
-            for blob in getattr(self._layers[li], "blobs", []):
+            for blob in self._drivers[li].blobs:
                 blob_to_proto(blob, layer_out.blobs.add(), write_diff)
         return out
 
@@ -890,8 +896,8 @@ class Net:
     def params(self):
         if self._params_dict is None:
             self._params_dict = OrderedDict(
-                (name, layer.blobs) for name, layer in zip(self._layer_names, self._layers)
-                if len(getattr(layer, "blobs", [])) > 0)
+                (name, layer.blobs) for name, layer in zip(self._layer_names, self._drivers)
+                if len(layer.blobs) > 0)
         return self._params_dict
 
     @property

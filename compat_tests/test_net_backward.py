@@ -126,24 +126,30 @@ def test_inplace_relu_dropout_batchnorm_scale_chain_matches_separate_tops(tmp_pa
     assert a.params["bn"][2].data[0] == 1.0
 
 
-def test_inplace_relu_backward_sees_the_overwritten_bottom(tmp_path):
-    # Caffe's in-place ReLU backward masks with the blob as it is now
-    net = _net(tmp_path, """
-name: "r"
-force_backward: true
-layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 } } }
-layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
-        inner_product_param { num_output: 4 weight_filler { type: "gaussian" std: 1 } } }
-layer { name: "relu" type: "ReLU" bottom: "ip" top: "ip" }
-""")
-    net.blobs["data"].data[...] = np.random.RandomState(0).randn(2, 3)
-    net.forward()
-    cur = np.random.RandomState(1).randn(2, 4).astype(np.float32)
-    net.blobs["ip"].data[...] = cur
-    g = np.ones((2, 4), np.float32)
-    net.blobs["ip"].diff[...] = g
-    net.backward(start="relu", end="relu")
-    np.testing.assert_array_equal(net.blobs["ip"].diff, g * (cur > 0))
+def test_reading_blobs_between_forward_and_backward_changes_no_gradient(tmp_path):
+    # blob.data hands out a writable view, so the recordings count as stale and
+    # are recomputed; in-place layers recompute from the input their forward
+    # saw (Caffe's in-place Scale keeps a copy of its bottom), Dropout redraws
+    # nothing, BatchNorm does not update its statistics again
+    a, b = _chain(tmp_path, True), _chain(tmp_path, True)
+    for net, read in ((a, False), (b, True)):
+        torch.manual_seed(11)
+        net.forward()
+        if read:
+            for blob in net.blobs.values():
+                blob.data
+            for blobs in net.params.values():
+                for blob in blobs:
+                    blob.data
+        net.blobs["ip"].diff[...] = np.random.RandomState(5).randn(6, 2)
+        net.clear_param_diffs()
+        net.backward()
+    np.testing.assert_allclose(a.blobs["data"].diff, b.blobs["data"].diff, rtol=1e-5,
+                               atol=1e-6)
+    for name in ("conv", "bn", "scale", "ip"):
+        for pa, pb in zip(a.params[name], b.params[name]):
+            np.testing.assert_allclose(pa.diff, pb.diff, rtol=1e-5, atol=1e-6)
+            np.testing.assert_array_equal(pa.data, pb.data)
 
 
 def test_dropout_recomputed_for_backward_reuses_its_mask(tmp_path):

@@ -10,9 +10,10 @@ factory in one of two ways:
   ``*_param`` message as a :class:`LayerParamDict`.  What it returns is adapted:
 
   - a ``caffe.Layer`` instance (or subclass, instantiated with the
-    LayerParameter) or any object with pycaffe's ``setup``/``reshape``/
-    ``forward``/``backward`` methods is driven on Blobs like a Python layer;
-  - a ``CaffeLayer`` instance is used as is;
+    LayerParameter) or a ``CaffeLayer`` instance is used as is;
+  - any other object with pycaffe's ``setup``/``reshape``/``forward``
+    (/``backward``) methods is driven on Blobs by :class:`PycaffeObjectLayer`
+    (``net.layers`` shows the object itself);
   - an ``nn.Module``, a plain function, a new-style ``autograd.Function``
     class, or a legacy (non-static) ``autograd.Function`` class or instance
     is wrapped in :class:`CallableLayer` and applied to the bottom tensors.
@@ -20,10 +21,15 @@ factory in one of two ways:
 """
 import inspect
 
+from torch.func import functional_call
+
 import torch
 
 from .. import _common
 from ..blob import Blob, BlobVec
+from ..weights import blob_from_proto
+from .base import BlobLayer, CaffeLayer, LayerContract
+from .python import Layer as PyLayer, Phase
 from .registry import modules, is_rich_factory
 from ..proto.pytext import is_repeated
 
@@ -37,11 +43,6 @@ def _as_list(outs):
         return [o if isinstance(o, torch.Tensor) else torch.as_tensor(o, dtype=torch.float32)
                 for o in outs]
     return [torch.as_tensor(outs, dtype=torch.float32)]
-
-
-def _is_loss_type(layer_param):
-    t = layer_param.type
-    return t != "Python" and t.lower().endswith("loss")
 
 
 # ---------------------------------------------------------------------------
@@ -115,7 +116,7 @@ def _legacy_apply(fn):
 # ---------------------------------------------------------------------------
 # Callable layers
 # ---------------------------------------------------------------------------
-class CallableLayer(torch.nn.Module):
+class CallableLayer(CaffeLayer):
     """Adapter for caffemodel2pytorch-style factories: ``factory(param)`` returns
     an nn.Module, a function or an autograd Function applied to the bottoms.
 
@@ -125,21 +126,14 @@ class CallableLayer(torch.nn.Module):
     on the blob values.
     """
 
-    mutates_params = False
-    num_bottoms = (0, None)
-    num_tops = (0, None)
+    is_loss = None      # from the type name, as Caffe's default loss weight
 
-    def __init__(self, fn, layer_param, phase):
-        super().__init__()
-        self.layer_param = layer_param
-        self.name = layer_param.name
-        self.phase = int(phase)
-        self.is_loss = _is_loss_type(layer_param)
+    def __init__(self, fn, layer_param, bottom_shapes, phase):
+        super().__init__(layer_param, bottom_shapes, phase)
         if _is_legacy_function(fn):
             fn = _legacy_apply(fn)
         elif inspect.isclass(fn) and issubclass(fn, torch.autograd.Function):
             fn = fn.apply
-        self.blobs = BlobVec()
         self._param_names = []
         if isinstance(fn, torch.nn.Module):
             self.module = fn
@@ -149,7 +143,6 @@ class CallableLayer(torch.nn.Module):
             for j, (pname, p) in enumerate(self.module.named_parameters()):
                 blob = Blob(tuple(p.shape))
                 if j < len(embedded):
-                    from ..weights import blob_from_proto
                     blob_from_proto(blob, embedded[j], "layer %r blob %d" % (self.name, j))
                 else:
                     blob.data_buffer.host().copy_(p.detach().cpu().float())
@@ -162,9 +155,6 @@ class CallableLayer(torch.nn.Module):
                                 "Function nor a caffe.Layer" % (self.name, layer_param.type, fn))
             self.module = None
             self._fn = fn
-
-    def allow_force_backward(self, i):
-        return True
 
     def _module_on(self, device):
         if self._module_device != device:
@@ -179,7 +169,6 @@ class CallableLayer(torch.nn.Module):
                     and bottoms[0].device.type != "meta":
                 self._module_on(bottoms[0].device)
             if self._param_names:
-                from torch.func import functional_call
                 outs = functional_call(self.module, dict(zip(self._param_names, params)),
                                        tuple(bottoms))
             else:
@@ -283,51 +272,63 @@ def _looks_like_pycaffe_layer(obj):
     return all(callable(getattr(obj, m, None)) for m in _PYCAFFE_METHODS)
 
 
-def _adopt_pycaffe_layer(obj, layer_param, phase):
-    """Make a duck-typed pycaffe layer (not a caffe.Layer subclass) drivable."""
-    from .python import Phase
-    obj._caffe_blob_layer = True
-    obj.param_str = layer_param.python_param.param_str
-    obj.param_str_ = obj.param_str
-    obj.phase = Phase(phase)
-    if not isinstance(getattr(obj, "blobs", None), list):
-        obj.blobs = BlobVec()
-    if not callable(getattr(obj, "backward", None)):
-        obj.backward = lambda top, propagate_down, bottom: None
-    if getattr(obj, "is_loss", None) is None:
-        obj.is_loss = _is_loss_type(layer_param)
-    return obj
+class PycaffeObjectLayer(BlobLayer):
+    """Drives an object with pycaffe's layer methods that is not a
+    ``caffe.Layer``: it gets what Caffe gives a Python layer (``param_str``,
+    ``param_str_``, ``phase``, ``blobs``, ``type``) and ``net.layers`` shows it."""
+
+    is_loss = None
+
+    def __init__(self, obj, layer_param, bottom_shapes, phase):
+        super().__init__(layer_param, bottom_shapes, phase)
+        self.obj = obj
+        obj.param_str = layer_param.python_param.param_str
+        obj.param_str_ = obj.param_str
+        obj.phase = Phase(phase)
+        obj.type = layer_param.type
+        blobs = getattr(obj, "blobs", None)
+        if not isinstance(blobs, list):
+            obj.blobs = BlobVec()
+        self.blobs = obj.blobs
+        loss = getattr(obj, "is_loss", None)
+        if loss is not None:
+            self.is_loss = bool(loss)
+
+    def exposed(self):
+        return self.obj
+
+    def setup(self, bottom, top):
+        self.obj.setup(bottom, top)
+
+    def reshape(self, bottom, top):
+        self.obj.reshape(bottom, top)
+
+    def forward(self, bottom, top):
+        self.obj.forward(bottom, top)
+
+    def backward(self, top, propagate_down, bottom):
+        backward = getattr(self.obj, "backward", None)
+        if callable(backward):
+            backward(top, propagate_down, bottom)
 
 
-def adapt_layer(made, layer_param, phase):
+def adapt_layer(made, layer_param, bottom_shapes, phase):
     """Turn what a caffemodel2pytorch-style factory returned into a layer."""
-    from .python import Layer as PyLayer
     if inspect.isclass(made) and issubclass(made, PyLayer):
         made = made(layer_param)
-    if getattr(made, "_caffe_blob_layer", False):
-        if getattr(made, "is_loss", None) is None:
-            try:
-                made.is_loss = _is_loss_type(layer_param)
-            except AttributeError:
-                pass
-        return made
-    if hasattr(made, "run") and hasattr(made, "output_shapes") and \
-            isinstance(made, torch.nn.Module):
+    if isinstance(made, LayerContract):
         return made
     if _looks_like_pycaffe_layer(made):
-        return _adopt_pycaffe_layer(made, layer_param, phase)
-    return CallableLayer(made, layer_param, phase)
+        return PycaffeObjectLayer(made, layer_param, bottom_shapes, phase)
+    return CallableLayer(made, layer_param, bottom_shapes, phase)
 
 
 def build_layer(layer_param, bottom_shapes, phase, source=None):
     """Instantiate the layer for ``layer_param`` through ``caffe.modules``."""
     factory = modules.lookup(layer_param, source)
     if is_rich_factory(factory):
-        layer = factory(layer_param, bottom_shapes, phase)
-        if getattr(layer, "_caffe_blob_layer", False) and getattr(layer, "is_loss", 0) is None:
-            layer.is_loss = _is_loss_type(layer_param)
-        return layer
+        return factory(layer_param, bottom_shapes, phase)
     param = LayerParamDict(type_param(layer_param))
     param["inplace"] = (len(layer_param.bottom) == 1
                         and list(layer_param.bottom) == list(layer_param.top))
-    return adapt_layer(factory(param), layer_param, phase)
+    return adapt_layer(factory(param), layer_param, bottom_shapes, phase)

@@ -1,18 +1,51 @@
-"""Base classes every layer derives from.
+"""The layer contract: everything the Net asks of a layer, declared once.
 
-Two kinds of layer exist, as the Net drives them:
+Start here to write a layer.  A layer is built from its LayerParameter and
+the shapes of its bottoms, ``cls(layer_param, bottom_shapes, phase)``, and
+registered for its Caffe type::
 
-* :class:`CaffeLayer` -- a tensor layer.  ``run(bottoms, params)`` maps bottom
-  tensors and parameter tensors to top tensors with differentiable torch ops;
-  the Net records each layer's own small autograd graph and replays Caffe's
-  layer-by-layer backward from whatever diffs the top blobs hold.
-* :class:`BlobLayer` -- a layer that works on Blobs directly, the way Caffe's
-  C++ layers do (Python layers, data layers): ``setup``/``reshape``/
-  ``forward``/``backward`` receive lists of Blobs.
+    from caffe.layers.base import CaffeLayer
+    from caffe.layers.registry import register_layer     # built-ins
+    # (user code: caffe.modules["Square"] = SquareLayer)
 
-Layers are built from their LayerParameter and the bottom shapes:
-``cls(layer_param, bottom_shapes, phase)``.  Parameter blobs live in
-``self.blobs`` (the very Blob objects ``net.params`` exposes).
+    @register_layer("Square")
+    class SquareLayer(CaffeLayer):
+        num_bottoms = (1, 1)
+        num_tops = (1, 1)
+
+        def __init__(self, layer_param, bottom_shapes, phase):
+            super().__init__(layer_param, bottom_shapes, phase)
+            p = layer_param.power_param            # read and check fields here;
+            if p.scale == 0:                        # raise self.error(msg, field=...)
+                raise self.error("scale must not be 0", field="power_param.scale")
+            self.add_param_blob((1,), default_fill=p.scale)   # learnable, in order
+
+        def run(self, bottoms, params):
+            return [params[0] * bottoms[0] * bottoms[0]]
+
+``run`` maps bottom tensors and param tensors to top tensors with
+differentiable torch ops; that is all a tensor layer needs.  The Net derives
+top shapes by running it on meta tensors (override ``output_shapes`` when that
+cannot work), records each layer's forward as its own small autograd graph
+and runs Caffe's layer-by-layer backward from whatever diffs the top blobs
+hold.  A recording that is missing or stale (a bottom or param written after
+the forward) is recomputed from the current blobs first.
+
+Every attribute and method the Net reads is declared in :class:`LayerContract`
+with its default; the Net reads nothing else.  ``kind`` says how the Net
+drives the layer:
+
+* ``TENSOR`` (:class:`CaffeLayer`): ``run(bottoms, params) -> [tops]``.
+* ``BLOB`` (:class:`BlobLayer`, ``caffe.Layer`` Python layers, data layers):
+  the C++ API on Blobs -- ``setup(bottom, top)`` once, then
+  ``reshape(bottom, top)`` + ``forward(bottom, top)`` per forward and
+  ``backward(top, propagate_down, bottom)``.
+* ``INPUT`` (the Input layer): tops hold what the user wrote; forward and
+  backward do nothing.
+
+Parameter blobs live in ``self.blobs`` (the Blob objects ``net.params``
+exposes).  Errors in the configuration raise :class:`LayerError` naming the
+layer and field (``self.error``).
 """
 import torch
 from torch import nn
@@ -21,27 +54,61 @@ from ..blob import Blob, BlobVec
 from .. import fillers
 from ..limits import BlobShapeError, check_shape
 
+TENSOR = "tensor"
+BLOB = "blob"
+INPUT = "input"
+
 
 class LayerError(ValueError):
     """Invalid layer configuration; the message names the layer and field."""
 
 
-class CaffeLayer(nn.Module):
+def is_loss_by_type(layer_param):
+    """Caffe's default for layers that do not say: a type ending in "Loss"
+    (Python layers excepted) puts loss weight 1 on its first top."""
+    t = layer_param.type
+    return t != "Python" and t.lower().endswith("loss")
+
+
+class LayerContract:
+    """What the Net reads from a layer, with the defaults.  Every layer
+    class derives from this (directly or through CaffeLayer / BlobLayer)."""
+
+    #: How the Net drives the layer: TENSOR, BLOB or INPUT (see the module doc).
+    kind = TENSOR
+    #: The Caffe type string (set by ``register_layer`` and by the Net).
     type = None
-    # (min, max) bottoms and tops; None means unbounded.
+    #: (min, max) bottoms and tops; None bound means unbounded, None means unchecked.
     num_bottoms = (0, None)
     num_tops = (0, None)
-    # Loss layers put a default loss weight of 1 on their first top.
+    #: True: loss weight 1 on the first top unless the prototxt says otherwise;
+    #: None: decided from the type name (:func:`is_loss_by_type`).
     is_loss = False
-    # Whether backward may be forced into bottom ``i`` (loss labels may not).
+    #: The layer updates its own blobs in forward (BatchNorm's statistics): a
+    #: forward recomputed for backward gets copies of them.
+    mutates_params = False
+    #: Caffe forces lr_mult 0 on the blobs (statistics, not parameters).
+    fixed_param_lr = False
+    #: run() draws from torch's generator (Dropout, stochastic pooling): a
+    #: forward recomputed for backward replays the same draws.
+    draws_random = False
+
     def allow_force_backward(self, bottom_index):
+        """Whether ``force_backward`` may send a gradient into bottom
+        ``bottom_index`` (false for labels and other non-differentiable inputs)."""
         return True
 
-    # Layers that update their own blobs in forward (BatchNorm statistics).
-    mutates_params = False
-    # Layers whose run() draws from torch's generator (Dropout, stochastic
-    # pooling): a forward recomputed for backward replays the same draws.
-    draws_random = False
+    def exposed(self):
+        """The object ``net.layers`` shows for this layer (an adapter shows
+        the user's object it drives)."""
+        return self
+
+    def _caffe_prepare(self, layer_param, phase):
+        """BLOB layers: called by the Net right before ``setup``."""
+
+
+class CaffeLayer(LayerContract, nn.Module):
+    """A TENSOR layer (also usable standalone as an nn.Module: ``layer(x)``)."""
 
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__()
@@ -120,11 +187,11 @@ class CaffeLayer(nn.Module):
 
 
 class BlobLayer(CaffeLayer):
-    """A layer driven on Blobs, with an explicit backward (Caffe's C++ API):
-    the Net calls ``setup``, ``reshape``, ``forward(bottom, top)`` and
+    """A BLOB layer, with an explicit backward (Caffe's C++ API): the Net calls
+    ``setup``, ``reshape``, ``forward(bottom, top)`` and
     ``backward(top, propagate_down, bottom)`` with lists of Blobs."""
 
-    _caffe_blob_layer = True
+    kind = BLOB
 
     def setup(self, bottom, top):
         pass

@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .base import CaffeLayer
+from .base import INPUT, CaffeLayer
 from .registry import register_layer
 
 
@@ -47,7 +47,7 @@ class InputLayer(CaffeLayer):
     overwrite Input tops); ``output_shapes`` gives the configured shapes."""
     num_bottoms = (0, 0)
     num_tops = (1, None)
-    forward_is_noop = True
+    kind = INPUT
 
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)

@@ -11,7 +11,7 @@ import sys
 
 from .._common import TRAIN
 from ..blob import BlobVec
-from .base import BlobLayer
+from .base import BLOB, BlobLayer, LayerContract
 from .registry import modules
 
 
@@ -24,16 +24,15 @@ class Phase(int):
     __repr__ = __str__
 
 
-class Layer:
-    """Base class of Python layers (pycaffe's ``caffe.Layer``)."""
+class Layer(LayerContract):
+    """Base class of Python layers (pycaffe's ``caffe.Layer``): a BLOB layer."""
 
-    _caffe_blob_layer = True
+    kind = BLOB
     type = "Python"
     # None: decided by the Net from the layer type (Python layers give a loss
     # only with an explicit loss_weight; a caffe.Layer registered for a type
     # ending in "Loss" gets Caffe's default loss_weight 1 on its first top).
     is_loss = None
-    mutates_params = False
     num_bottoms = None
     num_tops = None
 
@@ -64,9 +63,6 @@ class Layer:
         self.param_str = layer_param.python_param.param_str
         self.param_str_ = self.param_str
         self.phase = Phase(phase)
-
-    def allow_force_backward(self, bottom_index):
-        return True
 
     def setup(self, bottom, top):
         pass
