@@ -20,6 +20,7 @@ import sys
 
 from . import _common
 from . import _flags
+from ._outputs import g as _g, loss_note
 
 logger = logging.getLogger("caffe")
 
@@ -75,11 +76,6 @@ _SPEC = {name: ({"str": str, "int": int}[kind], default, help_)
 
 class CommandError(Exception):
     """A Caffe CHECK/LOG(FATAL) failure: message printed, exit status 1."""
-
-
-def _g(x):
-    """A float as C++ ``ostream << float`` writes it (6 significant digits)."""
-    return "%.6g" % x
 
 
 def _check(cond, message):
@@ -225,35 +221,30 @@ def test(flags):
     _print_summary(flags, net)
     iterations = flags["iterations"]
     logger.info("Running for %d iterations.", iterations)
-    outputs = list(net._outputs)
-    names = net._blob_names
+    outputs = net.output_blobs()
     scores = []
     score_output = []
     loss = 0.0
     for i in range(iterations):
         loss += net.forward_prefilled()
         idx = 0
-        for j, bid in enumerate(outputs):
-            values = net._blobs[bid].data.reshape(-1)
+        for j, (name, blob, _) in enumerate(outputs):
+            values = blob.data.reshape(-1)
             for v in values.tolist():
                 if i == 0:
                     scores.append(v)
                     score_output.append(j)
                 else:
                     scores[idx] += v
-                logger.info("Batch %d, %s = %s", i, names[bid], _g(v))
+                logger.info("Batch %d, %s = %s", i, name, _g(v))
                 idx += 1
     if iterations:
         loss /= iterations
     logger.info("Loss: %s", _g(loss))
     for k, total in enumerate(scores):
-        bid = outputs[score_output[k]]
-        weight = net._blob_loss_weights[bid]
+        name, _, weight = outputs[score_output[k]]
         mean = total / iterations
-        extra = ""
-        if weight:
-            extra = " (* %s = %s loss)" % (_g(weight), _g(weight * mean))
-        logger.info("%s = %s%s", names[bid], _g(mean), extra)
+        logger.info("%s = %s%s", name, _g(mean), loss_note(weight, mean))
     return 0
 
 
@@ -273,7 +264,7 @@ def time_(flags):
     logger.info("Initial loss: %s", _g(initial_loss))
     logger.info("Performing Backward")
     n = len(net.layers)
-    net._backward(n - 1, 0)
+    net.backward_from_to(n - 1, 0)
     logger.info("*** Benchmark begins ***")
     logger.info("Testing for %d iterations.", iterations)
     gpu = _common.mode() == "gpu"
@@ -302,19 +293,19 @@ def time_(flags):
         forward_timer.start()
         for i in range(n):
             timer.start()
-            net._forward(i, i)
+            net.forward_from_to(i, i)
             fwd_layer[i] += us(timer)
         forward_time += us(forward_timer)
         backward_timer.start()
         for i in range(n - 1, -1, -1):
             timer.start()
-            net._backward(i, i)
+            net.backward_from_to(i, i)
             bwd_layer[i] += us(timer)
         backward_time += us(backward_timer)
         logger.info("Iteration: %d forward-backward time: %s ms.", j + 1, _g(ms(iter_timer)))
     iters = max(iterations, 1)
     logger.info("Average time per layer: ")
-    for i, name in enumerate(net._layer_names):
+    for i, name in enumerate(net.layer_names):
         logger.info("%10s\tforward: %s ms.", name, _g(fwd_layer[i] / 1000 / iters))
         logger.info("%10s\tbackward: %s ms.", name, _g(bwd_layer[i] / 1000 / iters))
     total_timer.stop()

@@ -137,6 +137,53 @@ def insert_splits(param):
     return out
 
 
+def loss_weights(layer_param, is_loss, num_tops, where):
+    """The loss weight of each top: as given, else 1 on the first top of a loss
+    layer, else none (Caffe's SetLossWeights)."""
+    weights = list(layer_param.loss_weight)
+    if not weights and is_loss and num_tops:
+        weights = [1.0]
+    if weights and len(weights) != num_tops:
+        raise NetError("%s: loss_weight must be unspecified or specified once per top "
+                       "blob (got %d for %d tops)" % (where, len(weights), num_tops))
+    return weights
+
+
+def prune_backward(bottom_ids, top_ids, blob_names, blob_loss_weights, loss_tops_of,
+                   layer_need, bottom_need):
+    """net.cpp's reverse pass, in place on ``layer_need``/``bottom_need``: no
+    backward for layers no loss depends on, nor into bottoms whose producers
+    need none."""
+    under_loss = set()
+    skip_backp = set()
+    for li in range(len(top_ids) - 1, -1, -1):
+        contributes = False
+        skip_prop = True
+        for ti, tid in enumerate(top_ids[li]):
+            name = blob_names[tid]
+            if blob_loss_weights[tid] and ti in loss_tops_of[li]:
+                contributes = True
+            if name in under_loss:
+                contributes = True
+            if name not in skip_backp:
+                skip_prop = False
+            if contributes and not skip_prop:
+                break
+        if layer_need[li] and skip_prop:
+            layer_need[li] = False
+            bottom_need[li] = [False] * len(bottom_need[li])
+        if not contributes:
+            layer_need[li] = False
+        for bi, bid in enumerate(bottom_ids[li]):
+            name = blob_names[bid]
+            if contributes:
+                under_loss.add(name)
+            else:
+                bottom_need[li][bi] = False
+            if not bottom_need[li][bi]:
+                skip_backp.add(name)
+
+
 # ---------------------------------------------------------------------------
 # Per-layer steps: precomputed so the forward loop stays flat
 # ---------------------------------------------------------------------------
@@ -290,26 +337,7 @@ class Net:
             if not lp.HasField("phase"):
                 lp.phase = self._phase
             where = "%s: layer %r (type %s)" % (source, lp.name, lp.type)
-            # bottoms
-            bottom_ids = []
-            b_need = []
-            need_backward = False
-            for bi, name in enumerate(lp.bottom):
-                if name not in self._blob_index:
-                    raise NetError("%s: unknown bottom blob %r (bottom index %d): no earlier "
-                                   "layer produces it" % (where, name, bi))
-                bid = self._blob_index[name]
-                bottom_ids.append(bid)
-                available.pop(name, None)
-                nb = self._blob_need_backward[bid]
-                if bi < len(lp.propagate_down):
-                    nb = bool(lp.propagate_down[bi])
-                b_need.append(nb)
-                need_backward |= self._blob_need_backward[bid]
-            if len(lp.propagate_down) and len(lp.propagate_down) != len(lp.bottom):
-                raise NetError("%s: propagate_down param must be specified either 0 or "
-                               "bottom_size times (got %d for %d bottoms)"
-                               % (where, len(lp.propagate_down), len(lp.bottom)))
+            bottom_ids, b_need, need_backward = self._append_bottoms(lp, available, where)
             bottom_shapes = [tuple(self._blobs[b].shape) for b in bottom_ids]
             # the layer itself
             try:
@@ -319,73 +347,11 @@ class Net:
             except FillerError as exc:
                 raise FillerError("%s: %s" % (source, exc)) from None
             self._check_counts(layer, lp, where)
-            # tops
-            top_ids = []
-            for ti, name in enumerate(lp.top):
-                if name in self._blob_index:
-                    if ti < len(lp.bottom) and lp.bottom[ti] == name:
-                        tid = self._blob_index[name]      # in-place
-                    else:
-                        raise NetError("%s: top blob %r produced by multiple sources"
-                                       % (where, name))
-                else:
-                    tid = len(self._blobs)
-                    self._blobs.append(Blob(()))
-                    self._blob_names.append(name)
-                    self._blob_index[name] = tid
-                    self._blob_need_backward.append(False)
-                    self._blob_loss_weights.append(0.0)
-                top_ids.append(tid)
-                available[name] = tid
-                if lp.type == "Input":
-                    self._inputs.append(tid)
-            # set up shapes
-            bottoms = [self._blobs[b] for b in bottom_ids]
-            tops = [self._blobs[t] for t in top_ids]
-            if layer.kind == BLOB:
-                layer._caffe_prepare(lp, self._phase)
-                try:
-                    layer.setup(bottoms, tops)
-                    layer.reshape(bottoms, tops)
-                except BlobShapeError as exc:
-                    raise NetError("%s (tops %s): %s" % (where, list(lp.top), exc)) from None
-                self._check_in_place(lp, bottom_ids, top_ids, bottom_shapes, where)
-            else:
-                try:
-                    shapes = layer.output_shapes(bottom_shapes)
-                except LayerError:
-                    raise
-                except Exception as exc:
-                    raise NetError("%s: cannot set up the layer for bottom shapes %s: %s"
-                                   % (where, bottom_shapes, exc)) from exc
-                if len(shapes) != len(tops):
-                    raise NetError("%s: the layer produces %d tops but %d are named"
-                                   % (where, len(shapes), len(tops)))
-                for name, blob, shape in zip(lp.top, tops, shapes):
-                    try:
-                        check_shape(shape, "top blob %r" % name)
-                    except BlobShapeError as exc:
-                        raise NetError("%s: %s" % (where, exc)) from None
-                for blob, shape in zip(tops, shapes):
-                    blob.reshape(*shape)
-                self._check_in_place(lp, bottom_ids, top_ids, bottom_shapes, where)
+            top_ids = self._append_tops(lp, available, where)
+            self._setup_layer(layer, lp, bottom_ids, top_ids, bottom_shapes, where)
             if layer.type != lp.type:
                 layer.type = lp.type
-            # loss weights: Caffe's SetLossWeights
-            weights = list(lp.loss_weight)
-            is_loss = layer.is_loss if layer.is_loss is not None else is_loss_by_type(lp)
-            if not weights and is_loss and len(top_ids):
-                weights = [1.0]
-            if weights and len(weights) != len(top_ids):
-                raise NetError("%s: loss_weight must be unspecified or specified once per top "
-                               "blob (got %d for %d tops)" % (where, len(weights), len(top_ids)))
-            loss_tops = []
-            for ti, w in enumerate(weights):
-                if w:
-                    tid = top_ids[ti]
-                    self._blob_loss_weights[tid] = float(w)
-                    self._blobs[tid].diff_buffer.host().fill_(float(w))
-                    loss_tops.append(ti)
+            loss_tops = self._set_loss_weights(layer, lp, top_ids, where)
             # params
             p_need = self._append_params(li, lp, layer, where)
             need_backward |= any(p_need)
@@ -403,35 +369,9 @@ class Net:
             param_need_backward.append(p_need)
             self._loss_tops_of.append(loss_tops)
 
-        # Prune backward where no loss depends on a layer (net.cpp's reverse pass).
-        under_loss = set()
-        skip_backp = set()
-        for li in range(len(self._layers) - 1, -1, -1):
-            contributes = False
-            skip_prop = True
-            for ti, tid in enumerate(self._top_id_lists[li]):
-                name = self._blob_names[tid]
-                if self._blob_loss_weights[tid] and ti in self._loss_tops_of[li]:
-                    contributes = True
-                if name in under_loss:
-                    contributes = True
-                if name not in skip_backp:
-                    skip_prop = False
-                if contributes and not skip_prop:
-                    break
-            if layer_need_backward[li] and skip_prop:
-                layer_need_backward[li] = False
-                bottom_need_backward[li] = [False] * len(bottom_need_backward[li])
-            if not contributes:
-                layer_need_backward[li] = False
-            for bi, bid in enumerate(self._bottom_id_lists[li]):
-                name = self._blob_names[bid]
-                if contributes:
-                    under_loss.add(name)
-                else:
-                    bottom_need_backward[li][bi] = False
-                if not bottom_need_backward[li][bi]:
-                    skip_backp.add(name)
+        prune_backward(self._bottom_id_lists, self._top_id_lists, self._blob_names,
+                       self._blob_loss_weights, self._loss_tops_of, layer_need_backward,
+                       bottom_need_backward)
         if self._force_backward:
             for li, layer in enumerate(self._drivers):
                 layer_need_backward[li] = True
@@ -472,6 +412,101 @@ class Net:
                                    "give the top its own name" % (where, lp.top[ti],
                                                                   list(bottom_shapes[ti]),
                                                                   list(now)))
+
+    # -- the phases of building one layer (net.cpp's Init loop) ----------------
+    def _append_bottoms(self, lp, available, where):
+        """Caffe's AppendBottom for each bottom: blob ids, whether each bottom
+        needs backward (propagate_down applied) and whether the layer does."""
+        bottom_ids, b_need = [], []
+        need_backward = False
+        for bi, name in enumerate(lp.bottom):
+            if name not in self._blob_index:
+                raise NetError("%s: unknown bottom blob %r (bottom index %d): no earlier "
+                               "layer produces it" % (where, name, bi))
+            bid = self._blob_index[name]
+            bottom_ids.append(bid)
+            available.pop(name, None)
+            nb = self._blob_need_backward[bid]
+            if bi < len(lp.propagate_down):
+                nb = bool(lp.propagate_down[bi])
+            b_need.append(nb)
+            need_backward |= self._blob_need_backward[bid]
+        if len(lp.propagate_down) and len(lp.propagate_down) != len(lp.bottom):
+            raise NetError("%s: propagate_down param must be specified either 0 or "
+                           "bottom_size times (got %d for %d bottoms)"
+                           % (where, len(lp.propagate_down), len(lp.bottom)))
+        return bottom_ids, b_need, need_backward
+
+    def _append_tops(self, lp, available, where):
+        """Caffe's AppendTop: a new Blob per new top name; in-place tops reuse
+        their bottom's blob."""
+        top_ids = []
+        for ti, name in enumerate(lp.top):
+            if name in self._blob_index:
+                if ti < len(lp.bottom) and lp.bottom[ti] == name:
+                    tid = self._blob_index[name]      # in-place
+                else:
+                    raise NetError("%s: top blob %r produced by multiple sources"
+                                   % (where, name))
+            else:
+                tid = len(self._blobs)
+                self._blobs.append(Blob(()))
+                self._blob_names.append(name)
+                self._blob_index[name] = tid
+                self._blob_need_backward.append(False)
+                self._blob_loss_weights.append(0.0)
+            top_ids.append(tid)
+            available[name] = tid
+            if lp.type == "Input":
+                self._inputs.append(tid)
+        return top_ids
+
+    def _setup_layer(self, layer, lp, bottom_ids, top_ids, bottom_shapes, where):
+        """Caffe's Layer::SetUp: BLOB layers set up on the Blobs, the others
+        give their top shapes."""
+        bottoms = [self._blobs[b] for b in bottom_ids]
+        tops = [self._blobs[t] for t in top_ids]
+        if layer.kind == BLOB:
+            layer._caffe_prepare(lp, self._phase)
+            try:
+                layer.setup(bottoms, tops)
+                layer.reshape(bottoms, tops)
+            except BlobShapeError as exc:
+                raise NetError("%s (tops %s): %s" % (where, list(lp.top), exc)) from None
+            self._check_in_place(lp, bottom_ids, top_ids, bottom_shapes, where)
+            return
+        try:
+            shapes = layer.output_shapes(bottom_shapes)
+        except LayerError:
+            raise
+        except Exception as exc:
+            raise NetError("%s: cannot set up the layer for bottom shapes %s: %s"
+                           % (where, bottom_shapes, exc)) from exc
+        if len(shapes) != len(tops):
+            raise NetError("%s: the layer produces %d tops but %d are named"
+                           % (where, len(shapes), len(tops)))
+        for name, blob, shape in zip(lp.top, tops, shapes):
+            try:
+                check_shape(shape, "top blob %r" % name)
+            except BlobShapeError as exc:
+                raise NetError("%s: %s" % (where, exc)) from None
+        for blob, shape in zip(tops, shapes):
+            blob.reshape(*shape)
+        self._check_in_place(lp, bottom_ids, top_ids, bottom_shapes, where)
+
+    def _set_loss_weights(self, layer, lp, top_ids, where):
+        """Caffe's SetLossWeights: returns the indices of the loss tops; their
+        diffs hold the weights (what backward starts from)."""
+        is_loss = layer.is_loss if layer.is_loss is not None else is_loss_by_type(lp)
+        weights = loss_weights(lp, is_loss, len(top_ids), where)
+        loss_tops = []
+        for ti, w in enumerate(weights):
+            if w:
+                tid = top_ids[ti]
+                self._blob_loss_weights[tid] = float(w)
+                self._blobs[tid].diff_buffer.host().fill_(float(w))
+                loss_tops.append(ti)
+        return loss_tops
 
     def _check_counts(self, layer, lp, where):
         for what, names, bounds in (("bottom", lp.bottom, layer.num_bottoms),
@@ -544,11 +579,13 @@ class Net:
     def _param_param_name(self, li):
         return self._param.layer[li].name
 
-    def _kind_calls(self):
-        """(forward, backward) per layer kind: the Net's run -> step -> call_*."""
-        return {INPUT: (self._call_input_forward, self._call_input_backward),
-                BLOB: (self._call_blob_forward, self._call_blob_backward),
-                TENSOR: (self._call_tensor_forward, self._call_tensor_backward)}
+    @classmethod
+    def _kind_calls(cls):
+        """(forward, backward) per layer kind: the Net's run -> step -> call_*.
+        Plain functions (called with the net), so steps hold no reference to it."""
+        return {INPUT: (cls._call_input_forward, cls._call_input_backward),
+                BLOB: (cls._call_blob_forward, cls._call_blob_backward),
+                TENSOR: (cls._call_tensor_forward, cls._call_tensor_backward)}
 
     def _build_steps(self):
         self._steps = []
@@ -732,7 +769,7 @@ class Net:
                     for cb in bf:
                         cb(i)
                 st = steps[i]
-                st.forward(st)
+                st.forward(self, st)
                 if st.loss_tops:
                     for blob, ti in st.loss_tops:
                         loss += float(torch.dot(blob._data.compute().reshape(-1),
@@ -755,9 +792,28 @@ class Net:
                 cb(i)
             st = self._steps[i]
             if st.need_backward:
-                st.backward(st)
+                st.backward(self, st)
             for cb in ab:
                 cb(i)
+
+    # -- public accessors for the solver and the command line ------------------
+    def output_blobs(self):
+        """``[(name, blob, loss_weight)]`` of the net outputs, in Caffe's order."""
+        return [(self._blob_names[i], self._blobs[i], self._blob_loss_weights[i])
+                for i in self._outputs]
+
+    def forward_from_to(self, start, end):
+        """Caffe's ``ForwardFromTo``: run layers ``start..end`` (indices), return the loss."""
+        return self._forward(start, end)
+
+    def backward_from_to(self, start, end):
+        """Caffe's ``BackwardFromTo``: backward from layer ``start`` down to ``end``."""
+        self._backward(start, end)
+
+    @_default_attribute
+    def layer_names(self):
+        """Layer names in order (Caffe's ``layer_names()``)."""
+        return list(self._layer_names)
 
     def forward_prefilled(self):
         """Caffe's ``Net::Forward``: run every layer, return the summed loss."""

@@ -25,6 +25,7 @@ from . import _common
 from . import distributed
 from . import protoio
 from . import selectors
+from ._outputs import g as _g, output_lines
 from .net import Net
 from .protoio import CaffeFileError
 from . import atomic
@@ -38,11 +39,6 @@ _f32 = np.float32
 
 class SolverError(ValueError):
     """An invalid SolverParameter or solver state (Caffe aborts on these)."""
-
-
-def _g(x):
-    """A number as C++ ``ostream << float`` prints it (6 significant digits)."""
-    return "%g" % float(x)
 
 
 def _f(x):
@@ -377,22 +373,8 @@ class Solver:
 
     @staticmethod
     def _log_outputs(net, prefix, values, label=""):
-        """Log each element of each output blob: ``name = v (* w = w*v loss)``."""
-        k = 0
-        for idx, bid in enumerate(net._outputs):
-            name = net._blob_names[bid]
-            weight = net._blob_loss_weights[bid]
-            if values is None:
-                vals = net._blobs[bid].data_buffer.host_readonly().reshape(-1).tolist()
-            else:
-                vals = values[idx]
-            for v in vals:
-                if weight:
-                    extra = " (* %s = %s loss)" % (_g(weight), _g(_f32(weight) * _f32(v)))
-                else:
-                    extra = ""
-                logger.info("%s%d%s: %s = %s%s", prefix, k, label, name, _g(v), extra)
-                k += 1
+        for line in output_lines(net, prefix, values, label):
+            logger.info("%s", line)
 
     def _update_smoothed_loss(self, loss, start_iter, average_loss):
         losses = self._losses
@@ -457,8 +439,8 @@ class Solver:
             iter_loss = net.forward_prefilled()
             if p.test_compute_loss:
                 loss += iter_loss
-            vals = [net._blobs[bid].data_buffer.host_readonly().reshape(-1).double()
-                    for bid in net._outputs]
+            vals = [blob.data_buffer.host_readonly().reshape(-1).double()
+                    for _, blob, _ in net.output_blobs()]
             if scores is None:
                 scores = [v.clone() for v in vals]
             else:

@@ -106,6 +106,11 @@ class LayerContract:
     def _caffe_prepare(self, layer_param, phase):
         """BLOB layers: called by the Net right before ``setup``."""
 
+    @property
+    def _caffe_blob_layer(self):
+        """Older spelling of ``kind == BLOB`` (kept for code that reads it)."""
+        return self.kind == BLOB
+
 
 class CaffeLayer(LayerContract, nn.Module):
     """A TENSOR layer (also usable standalone as an nn.Module: ``layer(x)``)."""

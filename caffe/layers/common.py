@@ -6,11 +6,12 @@ Each layer parses its parameters once in ``__init__`` and keeps ``run`` small.
 Where Caffe's backward is not the autograd gradient of the forward we compute,
 a small ``torch.autograd.Function`` carries Caffe's formula.
 """
-import math
-
 import torch
 import torch.nn.functional as F
 
+from .._common import TEST
+from ..proto import shipped as caffe_schema
+from ._util import bottom_shape, canonical_axis, count
 from .base import INPUT, CaffeLayer
 from .registry import register_layer
 
@@ -18,23 +19,6 @@ from .registry import register_layer
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-def _prod(dims):
-    return int(math.prod(dims)) if dims else 1
-
-
-def _canonical_axis(layer, axis, num_axes, field):
-    """Caffe's CanonicalAxisIndex: ``axis`` in [-num_axes, num_axes)."""
-    axis = int(axis)
-    if axis < -num_axes or axis >= num_axes:
-        raise layer.error("axis %d out of range for a %d-D bottom blob" % (axis, num_axes),
-                          field=field)
-    return axis + num_axes if axis < 0 else axis
-
-
-def _bottom_shape(layer, index=0):
-    if index >= len(layer.bottom_shapes):
-        raise layer.error("needs bottom %d, got %d bottoms" % (index, len(layer.bottom_shapes)))
-    return layer.bottom_shapes[index]
 
 
 # ---------------------------------------------------------------------------
@@ -106,12 +90,12 @@ class InnerProductLayer(CaffeLayer):
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
         p = layer_param.inner_product_param
-        shape = _bottom_shape(self)
+        shape = bottom_shape(self)
         self.num_output = int(p.num_output)
         if self.num_output <= 0:
             raise self.error("num_output must be positive", field="inner_product_param.num_output")
-        self.axis = _canonical_axis(self, p.axis, len(shape), "inner_product_param.axis")
-        self.K = _prod(shape[self.axis:])
+        self.axis = canonical_axis(self, p.axis, len(shape), "inner_product_param.axis")
+        self.K = count(shape[self.axis:])
         self.bias_term = bool(p.bias_term)
         self.transpose = bool(p.transpose)
         wshape = (self.K, self.num_output) if self.transpose else (self.num_output, self.K)
@@ -121,10 +105,10 @@ class InnerProductLayer(CaffeLayer):
 
     def output_shapes(self, bottom_shapes):
         shape = tuple(bottom_shapes[0])
-        if _prod(shape[self.axis:]) != self.K:
+        if count(shape[self.axis:]) != self.K:
             raise self.error("input size incompatible with inner product parameters: "
                              "bottom %s gives K=%d, weights expect K=%d"
-                             % (list(shape), _prod(shape[self.axis:]), self.K),
+                             % (list(shape), count(shape[self.axis:]), self.K),
                              field="inner_product_param")
         return [shape[:self.axis] + (self.num_output,)]
 
@@ -148,14 +132,14 @@ def _axis_or_legacy_dim(layer, p, name, legacy):
     if p.HasField("axis") and p.HasField(legacy):
         raise layer.error("either axis or %s should be specified; not both" % legacy,
                           field=name + ".axis")
-    nd = len(_bottom_shape(layer))
+    nd = len(bottom_shape(layer))
     if p.HasField(legacy):
         axis = int(getattr(p, legacy))
         if axis >= nd:
             raise layer.error("%s %d out of range for a %d-D bottom" % (legacy, axis, nd),
                               field="%s.%s" % (name, legacy))
         return axis
-    return _canonical_axis(layer, p.axis, nd, name + ".axis")
+    return canonical_axis(layer, p.axis, nd, name + ".axis")
 
 
 @register_layer("Concat")
@@ -290,8 +274,8 @@ class FlattenLayer(CaffeLayer):
         self.output_shapes(self.bottom_shapes)
 
     def _axes(self, nd):
-        a = _canonical_axis(self, self.axis_param, nd, "flatten_param.axis")
-        e = _canonical_axis(self, self.end_axis_param, nd, "flatten_param.end_axis")
+        a = canonical_axis(self, self.axis_param, nd, "flatten_param.axis")
+        e = canonical_axis(self, self.end_axis_param, nd, "flatten_param.end_axis")
         if e < a:
             raise self.error("end_axis %d comes before axis %d" % (e, a),
                              field="flatten_param.end_axis")
@@ -300,7 +284,7 @@ class FlattenLayer(CaffeLayer):
     def output_shapes(self, bottom_shapes):
         s = tuple(bottom_shapes[0])
         a, e = self._axes(len(s))
-        return [s[:a] + (_prod(s[a:e + 1]),) + s[e + 1:]]
+        return [s[:a] + (count(s[a:e + 1]),) + s[e + 1:]]
 
     def run(self, bottoms, params):
         x = bottoms[0]
@@ -329,7 +313,7 @@ class ReshapeLayer(CaffeLayer):
             raise self.error("invalid dimension %d in new shape %s" % (bad[0], self.dims),
                              field="reshape_param.shape")
         self.inferred = inferred[0] if inferred else -1
-        self.constant = _prod([d for d in self.dims if d > 0])
+        self.constant = count([d for d in self.dims if d > 0])
         self.axis_param = int(p.axis)
         self.num_axes = int(p.num_axes)
         if self.num_axes < -1:
@@ -357,19 +341,19 @@ class ReshapeLayer(CaffeLayer):
                 raise self.error("new shape contains a 0, but there is no corresponding "
                                  "bottom axis %d to copy" % (start + i), field="reshape_param.shape")
             top[start + i] = shape[start + i]
-        count = _prod(shape)
+        total = count(shape)
         if self.inferred >= 0:
-            explicit = self.constant * _prod(shape[:start]) * _prod(shape[end:])
+            explicit = self.constant * count(shape[:start]) * count(shape[end:])
             for i in self.copy_axes:
                 explicit *= top[start + i]
-            if explicit == 0 or count % explicit:
+            if explicit == 0 or total % explicit:
                 raise self.error("bottom count (%d) must be divisible by the product of the "
-                                 "specified dimensions (%d)" % (count, explicit),
+                                 "specified dimensions (%d)" % (total, explicit),
                                  field="reshape_param.shape")
-            top[start + self.inferred] = count // explicit
-        if _prod(top) != count:
+            top[start + self.inferred] = total // explicit
+        if count(top) != total:
             raise self.error("output count %d (shape %s) must match input count %d (shape %s)"
-                             % (_prod(top), top, count, list(shape)),
+                             % (count(top), top, total, list(shape)),
                              field="reshape_param.shape")
         top = tuple(top)
         self._cache_in, self._cache_out = shape, top
@@ -409,7 +393,8 @@ class _ProdQuotientGrad(torch.autograd.Function):
 class EltwiseLayer(CaffeLayer):
     num_bottoms = (2, None)
     num_tops = (1, 1)
-    PROD, SUM, MAX = 0, 1, 2
+    _OP = caffe_schema().EltwiseParameter
+    PROD, SUM, MAX = _OP.PROD, _OP.SUM, _OP.MAX
 
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
@@ -479,8 +464,8 @@ class CropLayer(CaffeLayer):
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
         p = layer_param.crop_param
-        nd = len(_bottom_shape(self))
-        self.axis = _canonical_axis(self, p.axis, nd, "crop_param.axis")
+        nd = len(bottom_shape(self))
+        self.axis = canonical_axis(self, p.axis, nd, "crop_param.axis")
         self.offsets = [int(o) for o in p.offset]
         if len(self.offsets) > 1 and self.axis + len(self.offsets) != nd:
             raise self.error("number of offset values (%d) must be 1 or equal to the number of "
@@ -534,8 +519,8 @@ class TileLayer(CaffeLayer):
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
         p = layer_param.tile_param
-        nd = len(_bottom_shape(self))
-        self.axis = _canonical_axis(self, p.axis, nd, "tile_param.axis")
+        nd = len(bottom_shape(self))
+        self.axis = canonical_axis(self, p.axis, nd, "tile_param.axis")
         if not p.HasField("tiles"):
             raise self.error("tiles must be specified", field="tile_param.tiles")
         self.tiles = int(p.tiles)
@@ -558,15 +543,16 @@ class TileLayer(CaffeLayer):
 class ReductionLayer(CaffeLayer):
     num_bottoms = (1, 1)
     num_tops = (1, 1)
-    SUM, ASUM, SUMSQ, MEAN = 1, 2, 3, 4
+    _OP = caffe_schema().ReductionParameter
+    SUM, ASUM, SUMSQ, MEAN = _OP.SUM, _OP.ASUM, _OP.SUMSQ, _OP.MEAN
 
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
         p = layer_param.reduction_param
-        shape = _bottom_shape(self)
-        self.axis = _canonical_axis(self, p.axis, len(shape), "reduction_param.axis")
+        shape = bottom_shape(self)
+        self.axis = canonical_axis(self, p.axis, len(shape), "reduction_param.axis")
         self.op = int(p.operation)
-        if self.op not in (1, 2, 3, 4):
+        if self.op not in (self.SUM, self.ASUM, self.SUMSQ, self.MEAN):
             raise self.error("unknown reduction operation %d" % self.op,
                              field="reduction_param.operation")
         self.coeff = float(p.coeff)
@@ -685,14 +671,14 @@ class ArgMaxLayer(CaffeLayer):
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
         p = layer_param.argmax_param
-        shape = _bottom_shape(self)
+        shape = bottom_shape(self)
         self.out_max_val = bool(p.out_max_val)
         self.top_k = int(p.top_k)
         if self.top_k < 1:
             raise self.error("top_k must not be less than 1", field="argmax_param.top_k")
         self.has_axis = p.HasField("axis")
         if self.has_axis:
-            self.axis = _canonical_axis(self, p.axis, len(shape), "argmax_param.axis")
+            self.axis = canonical_axis(self, p.axis, len(shape), "argmax_param.axis")
         self.output_shapes(self.bottom_shapes)
 
     def output_shapes(self, bottom_shapes):
@@ -704,9 +690,9 @@ class ArgMaxLayer(CaffeLayer):
                                  field="argmax_param.top_k")
             s[self.axis] = self.top_k
             return [tuple(s)]
-        if self.top_k > _prod(s[1:]):
+        if self.top_k > count(s[1:]):
             raise self.error("top_k (%d) must be at most the per-item count (%d)"
-                             % (self.top_k, _prod(s[1:])), field="argmax_param.top_k")
+                             % (self.top_k, count(s[1:])), field="argmax_param.top_k")
         out = [1] * max(len(s), 3)
         out[0] = s[0]
         out[2] = self.top_k
@@ -822,7 +808,7 @@ class MVNLayer(CaffeLayer):
         self.normalize_variance = bool(p.normalize_variance)
         self.across_channels = bool(p.across_channels)
         self.eps = float(p.eps)
-        shape = _bottom_shape(self)
+        shape = bottom_shape(self)
         if len(shape) > 4:
             raise self.error("MVN works on blobs of at most 4 axes, got %s" % (list(shape),),
                              field="bottom")
@@ -855,11 +841,11 @@ class BatchNormLayer(CaffeLayer):
         super().__init__(layer_param, bottom_shapes, phase)
         p = layer_param.batch_norm_param
         self.maf = float(p.moving_average_fraction)
-        self.use_global_stats = (self.phase == 1)
+        self.use_global_stats = (self.phase == TEST)
         if p.HasField("use_global_stats"):
             self.use_global_stats = bool(p.use_global_stats)
         self.eps = float(p.eps)
-        shape = _bottom_shape(self)
+        shape = bottom_shape(self)
         self.channels = 1 if len(shape) <= 1 else int(shape[1])
         for i, spec in enumerate(layer_param.param[:3]):
             if spec.HasField("lr_mult") and spec.lr_mult != 0:
@@ -917,7 +903,7 @@ class _AffineBase(CaffeLayer):
     _field = None
 
     def _setup_operand(self, p):
-        shape = _bottom_shape(self)
+        shape = bottom_shape(self)
         nd = len(shape)
         self.axis_param = int(p.axis)
         self.learned = len(self.bottom_shapes) == 1
@@ -926,7 +912,7 @@ class _AffineBase(CaffeLayer):
             if num_axes < -1:
                 raise self.error("num_axes must be non-negative, or -1 to extend to the end "
                                  "of the bottom", field=self._field + ".num_axes")
-            axis = _canonical_axis(self, p.axis, nd, self._field + ".axis")
+            axis = canonical_axis(self, p.axis, nd, self._field + ".axis")
             if num_axes != -1 and axis + num_axes > nd:
                 raise self.error("axis %d + num_axes %d is beyond the bottom's %d axes"
                                  % (axis, num_axes, nd), field=self._field + ".num_axes")
@@ -939,7 +925,7 @@ class _AffineBase(CaffeLayer):
         nd, k = len(xshape), len(oshape)
         if k == 0:
             return ()
-        axis = _canonical_axis(self, self.axis_param, nd, self._field + ".axis")
+        axis = canonical_axis(self, self.axis_param, nd, self._field + ".axis")
         if axis + k > nd:
             raise self.error("operand shape %s does not fit bottom %s at axis %d"
                              % (list(oshape), list(xshape), axis), field=self._field + ".axis")
@@ -1024,7 +1010,7 @@ class SoftmaxLayer(CaffeLayer):
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
         p = layer_param.softmax_param
-        self.axis = _canonical_axis(self, p.axis, len(_bottom_shape(self)), "softmax_param.axis")
+        self.axis = canonical_axis(self, p.axis, len(bottom_shape(self)), "softmax_param.axis")
 
     def output_shapes(self, bottom_shapes):
         return [tuple(bottom_shapes[0])]

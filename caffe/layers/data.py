@@ -15,8 +15,13 @@ import threading
 import numpy as np
 import torch
 
-from .. import _common, protoio
+from .. import _common, fillers, protoio
 from .._extras import require
+from ..data.db import DBError, open_db
+from ..data.lists import read_image_list, read_window_file
+from ..data_transformer import (DataTransformer, TransformError, hwc_to_chw, load_mean_file,
+                                read_image)
+from ..prefetch import Prefetcher
 from .base import BlobLayer, LayerError
 from .registry import register_layer
 
@@ -266,7 +271,6 @@ class _PrefetchingLayer(_DataLayer):
     output_labels = True
 
     def _make_transformer(self):
-        from ..data_transformer import DataTransformer, TransformError
         try:
             return DataTransformer(self.layer_param.transform_param, self.phase,
                                    where=self.where() + ", transform_param")
@@ -274,7 +278,6 @@ class _PrefetchingLayer(_DataLayer):
             raise DataLayerError(str(exc)) from None
 
     def _start(self, loader):
-        from ..prefetch import Prefetcher
         depth = int(self.layer_param.data_param.prefetch) or 1
         self._prefetcher = Prefetcher(loader, depth, name=self.name).attach(self)
 
@@ -312,7 +315,6 @@ class _SharedDB:
 
     @classmethod
     def open(cls, path, backend):
-        from ..tools._db import open_db
         key = (os.path.realpath(path), backend)
         with _shared_lock:
             entry = _shared_dbs.get(key)
@@ -441,7 +443,6 @@ class DataLayer(_PrefetchingLayer):
         self.rand_skip = int(p.rand_skip)
 
     def setup(self, bottom, top):
-        from ..tools._db import DBError
         self.output_labels = len(top) > 1
         transformer = self._make_transformer()
         try:
@@ -474,7 +475,7 @@ class DataLayer(_PrefetchingLayer):
         if self.output_labels:
             top[1].reshape(self.batch_size)
         keep = None
-        if self.phase == 0 and _common.solver_count() > 1:
+        if self.phase == _common.TRAIN and _common.solver_count() > 1:
             keep = (_common.solver_count(), _common.solver_rank())
         self._start(_DBLoader(db, self.source, self.batch_size, transformer, skip, keep,
                               self.where()))
@@ -495,7 +496,6 @@ class _ImageLoader:
         self.where = where
 
     def read(self, i):
-        from ..data_transformer import read_image
         name = self.lines[i][0]
         path = self.root + name
         img = read_image(path, self.new_h, self.new_w, self.is_color)
@@ -505,7 +505,6 @@ class _ImageLoader:
         return img
 
     def load_batch(self):
-        from ..data_transformer import hwc_to_chw
         items = []
         labels = np.empty(self.batch_size, dtype=np.float32)
         shape = None
@@ -536,32 +535,6 @@ class _ImageLoader:
 def _shuffle_list(lst, rng):
     perm = rng.permutation(len(lst))
     lst[:] = [lst[i] for i in perm]
-
-
-def _c_atoi(text):
-    s = text.lstrip(" \t\n\v\f\r")
-    j = 1 if s[:1] in ("+", "-") else 0
-    k = j
-    while k < len(s) and s[k] in "0123456789":
-        k += 1
-    return int(s[:k]) if k > j else 0
-
-
-def read_image_list(source):
-    """Caffe's ImageData list: ``path label`` per line, split at the last space."""
-    with open(source, "rb") as f:
-        text = f.read().decode("utf-8", "surrogateescape")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    out = []
-    for line in lines:
-        pos = line.rfind(" ")
-        if pos < 0:
-            out.append((line, _c_atoi(line)))
-        else:
-            out.append((line[:pos], _c_atoi(line[pos + 1:])))
-    return out
 
 
 @register_layer("ImageData")
@@ -608,7 +581,6 @@ class ImageDataLayer(_PrefetchingLayer):
         loader = _ImageLoader(lines, self.root_folder, self.new_height, self.new_width,
                               self.is_color, self.batch_size, transformer, rng, start,
                               self.source, self.where())
-        from ..data_transformer import hwc_to_chw, TransformError
         img = loader.read(start)
         try:
             shape = transformer.infer_shape(hwc_to_chw(img).shape)
@@ -628,50 +600,6 @@ def _cround(x):
     import math
     x = float(x)
     return int(math.copysign(math.floor(abs(x) + 0.5), x))
-
-
-def read_window_file(source, root_folder, fg_threshold, bg_threshold):
-    """Parse an R-CNN window file.  Returns (images, fg, bg, channels) where
-    images[i] = (path, (C, H, W)) and windows are
-    [image_index, label, overlap, x1, y1, x2, y2]."""
-    with open(source, "r") as f:
-        tokens = f.read().split()
-    images, fg, bg = [], [], []
-    pos = 0
-    channels = None
-    f32 = np.float32
-    fg_t, bg_t = f32(fg_threshold), f32(bg_threshold)
-
-    def take():
-        nonlocal pos
-        if pos >= len(tokens):
-            raise ValueError("unexpected end of the window file")
-        pos += 1
-        return tokens[pos - 1]
-
-    if len(tokens) < 2:
-        raise ValueError("window file is empty")
-    while pos < len(tokens):
-        tag = take()
-        if tag != "#":
-            raise ValueError("expected '#', got %r" % tag)
-        image_index = int(take())
-        path = root_folder + take()
-        size = (int(take()), int(take()), int(take()))
-        channels = size[0]
-        images.append((image_index, path, size))
-        for _ in range(int(take())):
-            label = int(take())
-            overlap = f32(float(take()))
-            x1, y1, x2, y2 = int(take()), int(take()), int(take()), int(take())
-            if overlap >= fg_t:
-                if label <= 0:
-                    raise ValueError("foreground window of image %d has label %d; must be > 0"
-                                     % (image_index, label))
-                fg.append((image_index, label, overlap, x1, y1, x2, y2))
-            elif overlap < bg_t:
-                bg.append((image_index, 0, f32(0), x1, y1, x2, y2))
-    return images, fg, bg, channels
 
 
 class _WindowLoader:
@@ -828,7 +756,6 @@ class WindowDataLayer(_PrefetchingLayer):
                              field="transform_param.crop_size")
 
     def setup(self, bottom, top):
-        from ..data_transformer import load_mean_file, TransformError
         p = self.layer_param.window_data_param
         tp = self.layer_param.transform_param
         try:
@@ -1014,7 +941,6 @@ class DummyDataLayer(_DataLayer):
         self.constant = [f.type == "constant" for f in self.fillers]
 
     def _fill(self, top, constant_pass):
-        from .. import fillers
         for i, blob in enumerate(top):
             fid = i if len(self.fillers) > 1 else 0
             if self.constant[fid] == constant_pass:

@@ -13,11 +13,11 @@ import math
 import numpy as np
 import torch
 
+from ._util import FLT_MAX
 from .base import CaffeLayer
 from .registry import register_layer
 from .. import kernels
 
-FLT_MAX = 3.4028234663852886e38
 
 
 def _hw(shape):

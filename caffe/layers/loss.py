@@ -14,26 +14,16 @@ import numpy as np
 import torch
 
 from .. import protoio
+from ..proto import shipped as caffe_schema
+from ._util import FLT_MIN, canonical_axis, count
 from .base import CaffeLayer
 from .registry import register_layer
 
-FLT_MIN = float(np.finfo(np.float32).tiny)   # 1.17549435e-38
 LOG_THRESHOLD = 1e-20                          # kLOG_THRESHOLD in loss_layer.hpp
 
-# LossParameter.NormalizationMode
-FULL, VALID, BATCH_SIZE, NONE = 0, 1, 2, 3
-_MODE_NAMES = {FULL: "FULL", VALID: "VALID", BATCH_SIZE: "BATCH_SIZE", NONE: "NONE"}
-
-
-def _count(shape, start=0, end=None):
-    return int(math.prod(shape[start:end]))
-
-
-def _canonical_axis(layer, axis, num_axes, field):
-    if not -num_axes <= axis < num_axes:
-        raise layer.error("axis %d out of range for a %d-axis bottom" % (axis, num_axes),
-                          field=field)
-    return axis + num_axes if axis < 0 else axis
+_MODES = caffe_schema().LossParameter.NormalizationMode   # same numbers in every fork
+FULL, VALID, BATCH_SIZE, NONE = (_MODES.Value(n) for n in ("FULL", "VALID", "BATCH_SIZE", "NONE"))
+_MODE_NAMES = {v: n for n, v in _MODES.items()}
 
 
 def _labels_as_int(label):
@@ -162,9 +152,24 @@ class _SoftmaxProbLoss(LossLayer):
             return [loss, prob]
         return [loss]
 
+    def _label_geometry(self, shapes, axis_field):
+        """(axis, outer, inner) of the prediction bottom, checking that the
+        label bottom has one label per prediction (outer * inner of them)."""
+        self._check_first_dims(shapes)
+        s0 = shapes[0]
+        axis = canonical_axis(self, self.axis_param, len(s0), axis_field)
+        outer, inner = count(s0, 0, axis), count(s0, axis + 1)
+        if outer * inner != count(shapes[1]):
+            raise self.error(
+                "number of labels must match number of predictions; with %s %d and "
+                "prediction shape %s the label count must be %d, got %d (label shape %s)"
+                % (axis_field, axis, tuple(s0), outer * inner, count(shapes[1]),
+                   tuple(shapes[1])), field="bottom[1]")
+        return axis, outer, inner
+
 
 @register_layer("SoftmaxWithLoss")
-class SoftmaxWithLoss(_SoftmaxProbLoss):
+class SoftmaxWithLossLayer(_SoftmaxProbLoss):
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
         self.ignore_label = _ignore_label(layer_param.loss_param)
@@ -173,16 +178,8 @@ class SoftmaxWithLoss(_SoftmaxProbLoss):
         self._reshape(self.bottom_shapes)
 
     def _reshape(self, shapes):
-        self._check_first_dims(shapes)
         s0 = shapes[0]
-        axis = _canonical_axis(self, self.axis_param, len(s0), "softmax_param.axis")
-        outer, inner = _count(s0, 0, axis), _count(s0, axis + 1)
-        if outer * inner != _count(shapes[1]):
-            raise self.error(
-                "number of labels must match number of predictions; with softmax axis %d and "
-                "prediction shape %s the label count must be %d, got %d (label shape %s)"
-                % (axis, tuple(s0), outer * inner, _count(shapes[1]), tuple(shapes[1])),
-                field="bottom[1]")
+        axis, outer, inner = self._label_geometry(shapes, "softmax_param.axis")
         self._geom = (tuple(s0), tuple(shapes[1]), axis, outer, inner)
         return self._geom
 
@@ -245,14 +242,14 @@ def _read_blobproto_file(layer, path, field):
     else:
         shape = tuple(proto.shape.dim)
     values = proto.double_data if len(proto.double_data) else proto.data
-    if len(values) != _count(shape):
+    if len(values) != count(shape):
         raise layer.error("%r holds %d values for shape %s" % (path, len(values), shape),
                           field=field)
     return torch.tensor(np.asarray(values, dtype=np.float32).reshape(shape))
 
 
 @register_layer("InfogainLoss")
-class InfogainLoss(_SoftmaxProbLoss):
+class InfogainLossLayer(_SoftmaxProbLoss):
     num_bottoms = (2, 3)
 
     def __init__(self, layer_param, bottom_shapes, phase):
@@ -270,17 +267,10 @@ class InfogainLoss(_SoftmaxProbLoss):
         self._reshape(self.bottom_shapes)
 
     def _reshape(self, shapes):
-        self._check_first_dims(shapes)
         s0 = shapes[0]
-        axis = _canonical_axis(self, self.axis_param, len(s0), "infogain_loss_param.axis")
-        outer, inner = _count(s0, 0, axis), _count(s0, axis + 1)
-        if outer * inner != _count(shapes[1]):
-            raise self.error(
-                "number of labels must match number of predictions; with infogain axis %d and "
-                "prediction shape %s the label count must be %d, got %d"
-                % (axis, tuple(s0), outer * inner, _count(shapes[1])), field="bottom[1]")
+        axis, outer, inner = self._label_geometry(shapes, "infogain_loss_param.axis")
         c = s0[axis]
-        hcount = _count(shapes[2]) if len(shapes) > 2 else self.infogain.numel()
+        hcount = count(shapes[2]) if len(shapes) > 2 else self.infogain.numel()
         if hcount != c * c:
             raise self.error("the infogain matrix H must be %dx%d (%d values), got %d"
                              % (c, c, c * c, hcount),
@@ -341,7 +331,7 @@ class _SigmoidXentFn(torch.autograd.Function):
 
 
 @register_layer("SigmoidCrossEntropyLoss")
-class SigmoidCrossEntropyLoss(LossLayer):
+class SigmoidCrossEntropyLossLayer(LossLayer):
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
         self.ignore_label = _ignore_label(layer_param.loss_param)
@@ -350,7 +340,7 @@ class SigmoidCrossEntropyLoss(LossLayer):
 
     def _reshape(self, shapes):
         self._check_first_dims(shapes)
-        if _count(shapes[0]) != _count(shapes[1]):
+        if count(shapes[0]) != count(shapes[1]):
             raise self.error("inputs must have the same count (bottom shapes %s and %s)"
                              % (tuple(shapes[0]), tuple(shapes[1])), field="bottom[1]")
 
@@ -366,7 +356,7 @@ class SigmoidCrossEntropyLoss(LossLayer):
 # ---------------------------------------------------------------------------
 
 @register_layer("EuclideanLoss")
-class EuclideanLoss(LossLayer):
+class EuclideanLossLayer(LossLayer):
     def allow_force_backward(self, bottom_index):
         return True
 
@@ -376,7 +366,7 @@ class EuclideanLoss(LossLayer):
 
     def _reshape(self, shapes):
         self._check_first_dims(shapes)
-        if _count(shapes[0], 1) != _count(shapes[1], 1):
+        if count(shapes[0], 1) != count(shapes[1], 1):
             raise self.error("inputs must have the same dimension (bottom shapes %s and %s)"
                              % (tuple(shapes[0]), tuple(shapes[1])), field="bottom[1]")
 
@@ -432,7 +422,7 @@ class _ContrastiveFn(torch.autograd.Function):
 
 
 @register_layer("ContrastiveLoss")
-class ContrastiveLoss(LossLayer):
+class ContrastiveLossLayer(LossLayer):
     num_bottoms = (3, 3)
 
     def allow_force_backward(self, bottom_index):
@@ -466,7 +456,7 @@ class ContrastiveLoss(LossLayer):
         if ld(s, 1) != 1 or ld(s, 2) != 1 or ld(s, 3) != 1:
             raise self.error("bottom[2] (similarity) must be (N, 1, 1, 1), got %s" % (tuple(s),),
                              field="bottom[2]")
-        if _count(b) != _count(a) or _count(s) != (a[0] if a else 1):
+        if count(b) != count(a) or count(s) != (a[0] if a else 1):
             raise self.error("bottom counts do not match (%s, %s, %s)"
                              % (tuple(a), tuple(b), tuple(s)), field="bottom")
 
@@ -505,7 +495,7 @@ class _HingeFn(torch.autograd.Function):
 
 
 @register_layer("HingeLoss")
-class HingeLoss(LossLayer):
+class HingeLossLayer(LossLayer):
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
         norm = int(layer_param.hinge_loss_param.norm)
@@ -517,7 +507,7 @@ class HingeLoss(LossLayer):
     def _reshape(self, shapes):
         self._check_first_dims(shapes)
         num = shapes[0][0] if shapes[0] else 1
-        if _count(shapes[1]) != num:
+        if count(shapes[1]) != num:
             raise self.error("expected one label per sample (%d), got label shape %s"
                              % (num, tuple(shapes[1])), field="bottom[1]")
 
@@ -552,7 +542,7 @@ class _MultinomialFn(torch.autograd.Function):
 
 
 @register_layer("MultinomialLogisticLoss")
-class MultinomialLogisticLoss(LossLayer):
+class MultinomialLogisticLossLayer(LossLayer):
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
         self._reshape(self.bottom_shapes)
@@ -573,7 +563,7 @@ class MultinomialLogisticLoss(LossLayer):
 # ---------------------------------------------------------------------------
 
 @register_layer("Accuracy")
-class Accuracy(CaffeLayer):
+class AccuracyLayer(CaffeLayer):
     num_bottoms = (2, 2)
     num_tops = (1, 2)
 
@@ -591,13 +581,13 @@ class Accuracy(CaffeLayer):
 
     def _reshape(self, shapes):
         s0, s1 = shapes[0], shapes[1]
-        nlab = _count(s1)
-        if nlab and self.top_k > _count(s0) // nlab:
+        nlab = count(s1)
+        if nlab and self.top_k > count(s0) // nlab:
             raise self.error("top_k (%d) must be less than or equal to the number of classes "
-                             "(%d)" % (self.top_k, _count(s0) // nlab),
+                             "(%d)" % (self.top_k, count(s0) // nlab),
                              field="accuracy_param.top_k")
-        axis = _canonical_axis(self, self.axis_param, len(s0), "accuracy_param.axis")
-        outer, inner = _count(s0, 0, axis), _count(s0, axis + 1)
+        axis = canonical_axis(self, self.axis_param, len(s0), "accuracy_param.axis")
+        outer, inner = count(s0, 0, axis), count(s0, axis + 1)
         if outer * inner != nlab:
             raise self.error(
                 "number of labels must match number of predictions; with label axis %d and "

@@ -28,13 +28,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._common import TRAIN
+from ._util import f32
 from .base import CaffeLayer
 from .registry import register_layer
 
 
-def _f32(value):
-    """A Python float holding ``value`` rounded to float32 (Caffe's Dtype)."""
-    return float(np.float32(value))
 
 
 class NeuronLayer(CaffeLayer):
@@ -78,8 +77,8 @@ class ClipLayer(NeuronLayer):
             raise self.error("the required field min is not set", field="clip_param.min")
         if not p.HasField("max"):
             raise self.error("the required field max is not set", field="clip_param.max")
-        self.min = _f32(p.min)
-        self.max = _f32(p.max)
+        self.min = f32(p.min)
+        self.max = f32(p.max)
 
     def run(self, bottoms, params):
         x = bottoms[0]
@@ -109,16 +108,16 @@ class DropoutLayer(NeuronLayer):
             raise self.error("dropout_ratio must be in [0, 1), got %r" % ratio,
                              field="dropout_param.dropout_ratio")
         self.ratio = ratio
-        self.draws_random = self.phase == 0 and ratio > 0.0
+        self.draws_random = self.phase == TRAIN and ratio > 0.0
         self.scale_train = bool(p.scale_train)
         self.keep = 1.0 - ratio
         # Caffe: scale_ = 1 / (1 - threshold_), a float member.
-        self.scale = _f32(1.0 / (1.0 - _f32(ratio)))
-        self.test_scale = _f32(1.0 / self.scale)
+        self.scale = f32(1.0 / (1.0 - f32(ratio)))
+        self.test_scale = f32(1.0 / self.scale)
 
     def run(self, bottoms, params):
         x = bottoms[0]
-        if self.phase == 0:  # TRAIN
+        if self.phase == TRAIN:
             if self.ratio == 0.0:
                 return [x.clone()]
             mask = torch.empty_like(x).bernoulli_(self.keep)
@@ -135,7 +134,7 @@ class DropoutLayer(NeuronLayer):
 class ELULayer(NeuronLayer):
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
-        self.alpha = _f32(layer_param.elu_param.alpha)
+        self.alpha = f32(layer_param.elu_param.alpha)
 
     def run(self, bottoms, params):
         # Gradient for x <= 0 is alpha * e^x (= alpha + y, Caffe's form).
@@ -161,14 +160,14 @@ class ExpLayer(NeuronLayer):
         p = layer_param.exp_param
         base, scale, shift = float(p.base), float(p.scale), float(p.shift)
         _check_base(self, base, "exp_param.base")
-        log_base = 1.0 if base == -1.0 else _f32(np.log(np.float32(base)))
-        self.inner_scale = _f32(np.float32(log_base) * np.float32(scale))
+        log_base = 1.0 if base == -1.0 else f32(np.log(np.float32(base)))
+        self.inner_scale = f32(np.float32(log_base) * np.float32(scale))
         if shift == 0.0:
             self.outer_scale = 1.0
         elif base == -1.0:
-            self.outer_scale = _f32(np.exp(np.float32(shift)))
+            self.outer_scale = f32(np.exp(np.float32(shift)))
         else:
-            self.outer_scale = _f32(np.power(np.float32(base), np.float32(shift)))
+            self.outer_scale = f32(np.power(np.float32(base), np.float32(shift)))
         if math.isinf(self.outer_scale):
             raise self.error("base^shift overflows float32", field="exp_param.shift")
 
@@ -189,10 +188,10 @@ class LogLayer(NeuronLayer):
         p = layer_param.log_param
         base = float(p.base)
         _check_base(self, base, "log_param.base", forbid_one=True)
-        log_base = 1.0 if base == -1.0 else _f32(np.log(np.float32(base)))
-        self.base_scale = _f32(np.float32(1.0) / np.float32(log_base))
-        self.scale = _f32(p.scale)
-        self.shift = _f32(p.shift)
+        log_base = 1.0 if base == -1.0 else f32(np.log(np.float32(base)))
+        self.base_scale = f32(np.float32(1.0) / np.float32(log_base))
+        self.scale = f32(p.scale)
+        self.shift = f32(p.shift)
 
     def run(self, bottoms, params):
         u = bottoms[0]
@@ -225,11 +224,11 @@ class _PowerFunction(torch.autograd.Function):
     def backward(ctx, grad):
         power, scale, shift = ctx.consts
         x, y = ctx.saved_tensors
-        diff_scale = _f32(np.float32(power) * np.float32(scale))
+        diff_scale = f32(np.float32(power) * np.float32(scale))
         if power == 2.0:
-            d = x * _f32(np.float32(diff_scale) * np.float32(scale))
+            d = x * f32(np.float32(diff_scale) * np.float32(scale))
             if shift != 0.0:
-                d = d + _f32(np.float32(diff_scale) * np.float32(shift))
+                d = d + f32(np.float32(diff_scale) * np.float32(shift))
         elif shift == 0.0:
             d = (y / x) * power
         else:
@@ -262,12 +261,12 @@ class PowerLayer(NeuronLayer):
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
         p = layer_param.power_param
-        self.power = _f32(p.power)
-        self.scale = _f32(p.scale)
-        self.shift = _f32(p.shift)
-        self.diff_scale = _f32(np.float32(self.power) * np.float32(self.scale))
+        self.power = f32(p.power)
+        self.scale = f32(p.scale)
+        self.shift = f32(p.shift)
+        self.diff_scale = f32(np.float32(self.power) * np.float32(self.scale))
         if self.diff_scale == 0.0:
-            self.constant = 1.0 if self.power == 0.0 else _f32(
+            self.constant = 1.0 if self.power == 0.0 else f32(
                 np.power(np.float32(self.shift), np.float32(self.power)))
         else:
             self.constant = None
@@ -333,7 +332,7 @@ class ReLULayer(NeuronLayer):
 
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
-        self.negative_slope = _f32(layer_param.relu_param.negative_slope)
+        self.negative_slope = f32(layer_param.relu_param.negative_slope)
 
     def run(self, bottoms, params):
         if self.negative_slope == 0.0:
@@ -355,7 +354,7 @@ class SwishLayer(NeuronLayer):
 
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
-        self.beta = _f32(layer_param.swish_param.beta)
+        self.beta = f32(layer_param.swish_param.beta)
 
     def run(self, bottoms, params):
         x = bottoms[0]
@@ -389,7 +388,7 @@ class ThresholdLayer(NeuronLayer):
 
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
-        self.threshold = _f32(layer_param.threshold_param.threshold)
+        self.threshold = f32(layer_param.threshold_param.threshold)
 
     def run(self, bottoms, params):
         x = bottoms[0]

@@ -16,17 +16,14 @@ With ``expose_hidden`` the initial state comes from the extra bottoms and the
 final state goes to the extra tops, and -- as in Caffe, whose unrolled net only
 shares *data* with them -- neither carries a gradient.
 """
-import math
-
 import torch
 import torch.nn.functional as F
 
+from ._util import count
 from .base import CaffeLayer
 from .registry import register_layer
 
 
-def _count(shape, start=0, end=None):
-    return int(math.prod(shape[start:end]))
 
 
 # ---------------------------------------------------------------------------
@@ -78,7 +75,7 @@ class _LSTMUnitFn(torch.autograd.Function):
 
 
 @register_layer("LSTMUnit")
-class LSTMUnit(CaffeLayer):
+class LSTMUnitLayer(CaffeLayer):
     num_bottoms = (3, 3)
     num_tops = (2, 2)
 
@@ -150,8 +147,8 @@ class _RecurrentLayer(CaffeLayer):
                              "got shape %s" % (x_shape,), field="bottom[0]")
         self.T = x_shape[0]
         self._check_shapes(self.bottom_shapes)
-        self.input_dim = _count(x_shape, 2)
-        self.static_dim = _count(self.bottom_shapes[2], 1) if self.static_input else None
+        self.input_dim = count(x_shape, 2)
+        self.static_dim = count(self.bottom_shapes[2], 1) if self.static_input else None
         self._state = None     # carried recurrent state (no expose_hidden)
         self._make_blobs(rp)
 
@@ -229,7 +226,7 @@ class _RecurrentLayer(CaffeLayer):
 
 
 @register_layer("RNN")
-class RNN(_RecurrentLayer):
+class RNNLayer(_RecurrentLayer):
     num_bottoms = (2, 4)
     num_tops = (1, 2)
     num_recur = 1
@@ -279,7 +276,7 @@ class RNN(_RecurrentLayer):
 
 
 @register_layer("LSTM")
-class LSTM(_RecurrentLayer):
+class LSTMLayer(_RecurrentLayer):
     num_bottoms = (2, 5)
     num_tops = (1, 3)
     num_recur = 2

@@ -11,21 +11,18 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .._common import TRAIN
 from ..limits import INT_MAX, BlobShapeError, check_shape
+from ..proto import shipped as caffe_schema
+from ._util import FLT_MAX, canonical_axis
 from .base import CaffeLayer
 from .registry import register_layer
 
-FLT_MAX = 3.4028234663852886e38
 
 _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _DECONV_FN = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
-def _canonical_axis(layer, axis, num_axes, field):
-    if not -num_axes <= axis < num_axes:
-        raise layer.error("axis %d is out of range for a %d-axis bottom" % (axis, num_axes),
-                          field=field)
-    return axis + num_axes if axis < 0 else axis
 
 
 def _int_fields(layer, values, field):
@@ -130,7 +127,7 @@ class _ConvBase(CaffeLayer):
                 raise self.error("all bottoms must have the same shape: bottom[0] %s vs "
                                  "bottom[%d] %s" % (list(shape), i, list(s)))
         nd = len(shape)
-        axis = _canonical_axis(self, cp.axis, nd, "convolution_param.axis")
+        axis = canonical_axis(self, cp.axis, nd, "convolution_param.axis")
         nsp = nd - axis - 1
         self.axis, self.nsp = axis, nsp
         self.kernel, self.stride, self.pad, self.dilation = _conv_geometry(self, cp, nsp)
@@ -269,7 +266,7 @@ class Im2colLayer(CaffeLayer):
         super().__init__(layer_param, bottom_shapes, phase)
         cp = layer_param.convolution_param
         shape = self.bottom_shapes[0]
-        axis = _canonical_axis(self, cp.axis, len(shape), "convolution_param.axis")
+        axis = canonical_axis(self, cp.axis, len(shape), "convolution_param.axis")
         nsp = len(shape) - axis - 1
         if nsp < 1:
             raise self.error("Im2col needs at least one spatial axis after the channel axis",
@@ -299,8 +296,9 @@ class Im2colLayer(CaffeLayer):
 # ---------------------------------------------------------------------------
 # Pooling
 # ---------------------------------------------------------------------------
-MAX, AVE, STOCHASTIC = 0, 1, 2
-CEIL, FLOOR = 0, 1
+_POOL = caffe_schema().PoolingParameter   # enum numbers: the same in every fork
+MAX, AVE, STOCHASTIC = _POOL.MAX, _POOL.AVE, _POOL.STOCHASTIC
+CEIL, FLOOR = _POOL.CEIL, _POOL.FLOOR
 
 
 def _pool_out(size, k, s, p, round_mode):
@@ -441,7 +439,7 @@ class PoolingLayer(CaffeLayer):
         if self.method not in (MAX, AVE, STOCHASTIC):
             raise self.error("unknown pooling method %d" % self.method, field=W + ".pool")
         # TRAIN stochastic pooling samples its picks from the generator
-        self.draws_random = self.method == STOCHASTIC and self.phase == 0
+        self.draws_random = self.method == STOCHASTIC and self.phase == TRAIN
         has = pp.HasField
         self.is_global = bool(pp.global_pooling)
         if self.is_global:
@@ -501,7 +499,7 @@ class PoolingLayer(CaffeLayer):
         if p is None:
             k = (H, W) if self.is_global else self.kernel
             p = _PoolPlan(self.method, H, W, k, self.stride, self.pad, self.round_mode,
-                          self.phase == 0, self.mask)
+                          self.phase == TRAIN, self.mask)
             self._plans[key] = p
         self._last = (key, p)
         return p
@@ -562,7 +560,7 @@ class SPPLayer(CaffeLayer):
                 _check_pool_setup(self, self.method, (kh, kw), (kh, kw), (ph, pw), False,
                                   "spp_param(level %d pooling)" % level)
                 ps.append(_PoolPlan(self.method, H, W, (kh, kw), (kh, kw), (ph, pw), CEIL,
-                                    self.phase == 0, False))
+                                    self.phase == TRAIN, False))
             self._plans[key] = ps
         return ps
 

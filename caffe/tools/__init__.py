@@ -5,7 +5,7 @@
 
 This package also holds the helpers they share: a gflags-style flag parser
 (``parse_flags``), glog-style log lines (``log``) and the LMDB / LevelDB
-access layer (``caffe.tools._db``).
+access layer (``caffe.data.db``).
 """
 import logging
 import sys

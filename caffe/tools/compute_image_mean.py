@@ -55,7 +55,7 @@ def _datum_values(datum):
 def compute_image_mean(input_db, output_file=None, backend='lmdb'):
     """Library form of the tool.  Returns the ``BlobProto`` of the mean."""
     from caffe import protoio
-    from caffe.tools._db import open_db
+    from caffe.data.db import open_db
 
     def parse_datum(cur):
         try:
@@ -151,7 +151,7 @@ def main(argv=None):
     if parsed is None:
         return 1
     flags, args = parsed
-    from caffe.tools._db import DBError
+    from caffe.data.db import DBError
     try:
         compute_image_mean(args[0], args[1] if len(args) == 2 else None,
                            backend=flags['backend'])

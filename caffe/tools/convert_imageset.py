@@ -150,7 +150,7 @@ def convert_imageset(root_folder, listfile, db_name, gray=False,
                      encode_type='', show_progress=True):
     """Library form of the tool.  Returns ``(written, failed_files)``."""
     from caffe import atomic
-    from caffe.tools._db import DBError
+    from caffe.data.db import DBError
 
     is_color = not gray
     if not os.path.isfile(listfile):
@@ -185,7 +185,7 @@ def _write_db(root_folder, lines, path, db_name, backend, is_color, resize_heigh
               resize_width, check_size, encoded, encode_type, show_progress):
     """Write the database at ``path`` (logged as ``db_name``)."""
     from caffe import protoio
-    from caffe.tools._db import open_db
+    from caffe.data.db import open_db
     db = open_db(path, backend, 'w')
     log('I', 'Opened {} {}'.format(backend, db_name))
     txn = db.transaction()
@@ -242,7 +242,7 @@ def main(argv=None):
     if parsed is None:
         return 1
     flags, args = parsed
-    from caffe.tools._db import DBError
+    from caffe.data.db import DBError
     try:
         convert_imageset(args[0], args[1], args[2], **flags)
     except (ConvertError, DBError, OSError) as e:
