@@ -266,7 +266,7 @@ class AnnotatedDataLayer(_PrefetchingLayer):
                              field="data_param.batch_size")
 
     def setup(self, bottom, top):
-        from ..tools._db import DBError
+        from ..data.db import DBError
         from ..proto import caffe_pb2
         self.output_labels = len(top) > 1
         ap = self.layer_param.annotated_data_param
