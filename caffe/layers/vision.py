@@ -23,8 +23,6 @@ _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _DECONV_FN = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
-
-
 def _int_fields(layer, values, field):
     """Caffe reads these uint32 fields into ``int``: larger values are errors."""
     for v in values:
