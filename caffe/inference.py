@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from . import _common
 from . import folding
 from .blob import Blob
+from .layers.base import INPUT
 
 logger = logging.getLogger("caffe")
 
@@ -144,7 +145,7 @@ class InferencePlan:
         blob_layers = False
         for i, (layer, lp) in enumerate(zip(net._layers, lps)):
             bottoms, tops = net._bottom_id_lists[i], net._top_id_lists[i]
-            if getattr(layer, "forward_is_noop", False):
+            if getattr(layer, "kind", None) == INPUT:       # Input: tops hold what the user wrote
                 self.inputs.extend(tops)
                 for t in tops:
                     producer[t] = i

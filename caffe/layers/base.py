@@ -111,6 +111,11 @@ class LayerContract:
         """Older spelling of ``kind == BLOB`` (kept for code that reads it)."""
         return self.kind == BLOB
 
+    @property
+    def forward_is_noop(self):
+        """Older spelling of ``kind == INPUT`` (kept for code that reads it)."""
+        return self.kind == INPUT
+
 
 class CaffeLayer(LayerContract, nn.Module):
     """A TENSOR layer (also usable standalone as an nn.Module: ``layer(x)``)."""
