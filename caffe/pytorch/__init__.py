@@ -1,0 +1,51 @@
+"""Caffe nets as PyTorch: modules, generated code, ONNX.
+
+>>> import caffe.pytorch
+>>> model = caffe.pytorch.load("deploy.prototxt", "weights.caffemodel")
+>>> out = model(torch.randn(1, 3, 227, 227))      # {"prob": tensor}
+
+``load`` builds a :class:`~caffe.pytorch.module.CaffeModule`; ``from_net``
+does the same for an existing ``caffe.Net`` (``net.to_pytorch()``), copying its
+weights so the two share nothing.
+"""
+from .. import _common
+from .graph import ModuleBuildError, check_no_data_layers, cut, default_outputs, prepared_param
+from .module import CaffeModule
+
+__all__ = ["load", "from_net", "CaffeModule", "ModuleBuildError"]
+
+
+def _build(param, source, phase, outputs, weights=None, copy_weights_from=None):
+    from ..net import Net
+    outputs = list(outputs) if outputs is not None else default_outputs(param)
+    param = cut(param, outputs, source)
+    check_no_data_layers(param, source)
+    net = Net(param, phase, level=param.state.level)
+    if weights is not None:
+        net.copy_from(weights)
+    if copy_weights_from is not None:
+        for lname, blobs in net.params.items():
+            src = copy_weights_from.params.get(lname)
+            if src is None:
+                continue
+            for dst, s in zip(blobs, src):
+                dst.data_buffer.host().copy_(s.data_buffer.host_readonly())
+    types = [l.type for l in param.layer]
+    return CaffeModule(net, types, outputs=outputs, name=param.name)
+
+
+def load(prototxt, weights=None, phase=_common.TEST, outputs=None, level=0, stages=None):
+    """A :class:`CaffeModule` for ``prototxt`` (path, text or NetParameter).
+
+    ``weights``: a .caffemodel or .caffemodel.h5; ``outputs``: blob names to
+    return (the graph is cut to what they need; default: the net's outputs).
+    The module starts in ``.train()`` for ``caffe.TRAIN``, ``.eval()`` for TEST.
+    """
+    source = str(prototxt) if not hasattr(prototxt, "DESCRIPTOR") else "<NetParameter>"
+    param = prepared_param(prototxt, phase, level, stages)
+    return _build(param, source, phase, outputs, weights=weights)
+
+
+def from_net(net, outputs=None):
+    """A :class:`CaffeModule` with a copy of ``net``'s graph and weights."""
+    return _build(net._param, net._source, net.phase, outputs, copy_weights_from=net)
