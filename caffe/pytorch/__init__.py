@@ -30,8 +30,8 @@ def _build(param, source, phase, outputs, weights=None, copy_weights_from=None):
                 continue
             for dst, s in zip(blobs, src):
                 dst.data_buffer.host().copy_(s.data_buffer.host_readonly())
-    types = [l.type for l in param.layer]
-    return CaffeModule(net, types, outputs=outputs, name=param.name)
+    assert list(net._layer_names) == [l.name for l in param.layer]
+    return CaffeModule(net, list(param.layer), outputs=outputs, name=param.name)
 
 
 def load(prototxt, weights=None, phase=_common.TEST, outputs=None, level=0, stages=None):

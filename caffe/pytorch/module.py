@@ -23,7 +23,7 @@ ALIAS_TYPES = frozenset(["Input", "Split"])
 class CaffeModule(nn.Module):
     """A Caffe net as an nn.Module; see :func:`caffe.pytorch.load`."""
 
-    def __init__(self, net, layer_types, outputs=None, name=None):
+    def __init__(self, net, layer_params, outputs=None, name=None):
         super().__init__()
         self.net_name = name if name is not None else net.name
         self.inputs = list(net.inputs)
@@ -31,6 +31,9 @@ class CaffeModule(nn.Module):
         self.input_shapes = OrderedDict((n, tuple(net.blobs[n].shape)) for n in self.inputs)
         self.layer_children = OrderedDict()    # Caffe layer name -> child name
         self.layer_types = OrderedDict()       # Caffe layer name -> type
+        self.layer_params = list(layer_params)  # the LayerParameters, in net order
+        self.blob_shapes = OrderedDict((n, tuple(b.shape)) for n, b in net.blobs.items())
+        self.phase = net.phase
         self.loss_weights = OrderedDict(
             (k, float(v)) for k, v in net.blob_loss_weights.items() if v)
         lr = {}
@@ -41,7 +44,8 @@ class CaffeModule(nn.Module):
         reserved = set(dir(nn.Module)) | set(type(self).__dict__) | set(self.__dict__)
         bottom_names = net.bottom_names
         top_names = net.top_names
-        for layer, lname, ltype in zip(net.layers, list(net._layer_names), layer_types):
+        for layer, lname, lp in zip(net.layers, list(net._layer_names), self.layer_params):
+            ltype = lp.type
             self.layer_types[lname] = ltype
             bottoms = list(bottom_names[lname])
             tops = list(top_names[lname])
@@ -51,7 +55,7 @@ class CaffeModule(nn.Module):
                 continue
             child = LayerModule(layer, ltype, len(tops))
             blobs = list(getattr(layer, "blobs", [])) if not child.is_blob_layer else []
-            names, kind = blob_names(ltype, len(blobs))
+            names, kind = blob_names(lp, len(blobs))
             for bname, blob in zip(names, blobs):
                 if kind == "param" and id(blob) in shared:
                     child.add_blob(bname, shared[id(blob)], kind, True)

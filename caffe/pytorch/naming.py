@@ -12,17 +12,22 @@ import re
 
 from .registry import Registry
 
-# type -> (names of the blobs in order, "param" or "buffer")
+# type -> fn(layer_param) -> (names of the blobs in order, "param" or "buffer")
 BLOB_NAMES = Registry("caffe.pytorch blob names")
-BLOB_NAMES.add("BatchNorm", (("running_mean", "running_var", "scale_factor"), "buffer"))
-BLOB_NAMES.add("Bias", (("bias",), "param"))
+BLOB_NAMES.add("BatchNorm", lambda lp: (("running_mean", "running_var", "scale_factor"),
+                                        "buffer"))
+BLOB_NAMES.add("Bias", lambda lp: (("bias",), "param"))
+# Scale with a second bottom learns only the bias
+BLOB_NAMES.add("Scale", lambda lp: (("bias",) if len(lp.bottom) > 1 else ("weight", "bias"),
+                                    "param"))
 
 _DEFAULT = ("weight", "bias")
 
 
-def blob_names(layer_type, count):
+def blob_names(layer_param, count):
     """Names for a layer's ``count`` blobs and whether they are params or buffers."""
-    names, kind = BLOB_NAMES.get(layer_type, (_DEFAULT, "param"))
+    rule = BLOB_NAMES.get(layer_param.type)
+    names, kind = rule(layer_param) if rule else (_DEFAULT, "param")
     names = list(names[:count])
     names += ["blob%d" % i for i in range(len(names), count)]
     return names, kind

@@ -1,0 +1,77 @@
+"""Emitters for convolution, deconvolution, pooling and LRN."""
+from .registry import register
+
+
+def spatial(ctx, p, field, nd, default):
+    """Caffe's per-axis values: ``field`` (repeated or single) or ``field_h``/``field_w``."""
+    if nd == 2 and p.DESCRIPTOR.fields_by_name.get(field + "_h") is not None \
+            and p.HasField(field + "_h"):
+        return (int(getattr(p, field + "_h")), int(getattr(p, field + "_w")))
+    values = getattr(p, field if field != "kernel" else "kernel_size")
+    if hasattr(values, "__len__"):
+        values = list(values)
+        if not values:
+            return (default,) * nd
+        if len(values) == 1:
+            return (int(values[0]),) * nd
+        return tuple(int(v) for v in values)
+    return (int(values),) * nd
+
+
+def _conv_geometry(ctx, p):
+    if p.axis != 1:
+        raise ctx.error("only axis 1 (channels) is supported in generated code",
+                        field="convolution_param.axis")
+    nd = len(ctx.bottom_shapes[0]) - 2
+    if nd not in (1, 2, 3):
+        raise ctx.error("%d spatial axes have no torch convolution" % nd)
+    kernel = spatial(ctx, p, "kernel", nd, 1)
+    stride = spatial(ctx, p, "stride", nd, 1)
+    pad = spatial(ctx, p, "pad", nd, 0)
+    dilation = tuple(int(d) for d in p.dilation) or (1,)
+    if len(dilation) == 1:
+        dilation = dilation * nd
+    return nd, kernel, stride, pad, dilation
+
+
+@register("Convolution", "Deconvolution")
+def convolution(ctx):
+    p = ctx.lp.convolution_param
+    nd, kernel, stride, pad, dilation = _conv_geometry(ctx, p)
+    cls = ("nn.Conv%dd" if ctx.type == "Convolution" else "nn.ConvTranspose%dd") % nd
+    channels = ctx.bottom_shapes[0][1]
+    ctx.init("self.%s = %s(%d, %d, kernel_size=%s, stride=%s, padding=%s, dilation=%s, "
+             "groups=%d, bias=%s)" % (ctx.attr, cls, channels, p.num_output, kernel, stride,
+                                      pad, dilation, p.group, "bias" in ctx.blobs))
+    ctx.freeze()
+    ctx.assign("self.%s(%s)" % (ctx.attr, ctx.x))
+
+
+@register("Pooling")
+def pooling(ctx):
+    p = ctx.lp.pooling_param
+    mode = {0: "max", 1: "avg"}.get(int(p.pool))
+    if mode is None:
+        raise ctx.error("STOCHASTIC pooling has no standalone form", field="pooling_param.pool")
+    if len(ctx.tops) > 1:
+        raise ctx.error("the max-pooling mask top has no standalone form", field="top")
+    ceil = int(getattr(p, "round_mode", 0)) == 0
+    if p.global_pooling:
+        kernel = "%s.shape[-2:]" % ctx.x
+        stride, pad = (1, 1), (0, 0)
+    else:
+        kernel = spatial(ctx, p, "kernel", 2, 1)
+        stride = spatial(ctx, p, "stride", 2, 1)
+        pad = spatial(ctx, p, "pad", 2, 0)
+    fn = ctx.helper("caffe_pool2d")
+    ctx.assign("%s(%s, %r, kernel=%s, stride=%s, pad=%s%s)"
+               % (fn, ctx.x, mode, kernel, stride, pad, "" if ceil else ", ceil_mode=False"))
+
+
+@register("LRN")
+def lrn(ctx):
+    p = ctx.lp.lrn_param
+    fn = ctx.helper("caffe_lrn")
+    ctx.assign("%s(%s, size=%d, alpha=%r, beta=%r, k=%r%s)"
+               % (fn, ctx.x, p.local_size, p.alpha, p.beta, p.k,
+                  "" if p.norm_region == 0 else ", across_channels=False"))
