@@ -93,4 +93,6 @@ def dropout(ctx):
 @register("PReLU")
 def prelu(ctx):
     ctx.param_module()
-    ctx.assign("F.prelu(%s, self.%s.weight)" % (ctx.x, ctx.attr))
+    shared = ctx.blobs["weight"].dim() == 0          # channel_shared: one slope
+    ctx.assign("F.prelu(%s, self.%s.weight%s)" % (ctx.x, ctx.attr,
+                                                  ".reshape(1)" if shared else ""))

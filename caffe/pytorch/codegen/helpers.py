@@ -28,7 +28,8 @@ def caffe_pool2d(x, mode, kernel, stride, pad, ceil_mode=True):
     """Caffe's MAX/AVE pooling: the output size rounds up (ceil_mode) and the last
     window must start inside the image or its leading pad; AVE divides by the window
     clipped to the padded image, padding included."""
-    size = x.shape[-2:]
+    size = [int(n) for n in x.shape[-2:]]
+    kernel = [int(k) for k in kernel]
     out = []
     for n, k, s, p in zip(size, kernel, stride, pad):
         q = (n + 2 * p - k) / s
