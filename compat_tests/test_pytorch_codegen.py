@@ -35,7 +35,7 @@ for name in sys.argv[2:]:
     feed = dict(np.load("%s/%s.in.npz" % (out_dir, name)))
     with torch.no_grad():
         out = model(**{k: torch.from_numpy(v) for k, v in feed.items()})
-    np.savez("%s/%s.out.npz" % (out_dir, name), **{k: v.numpy() for k, v in out.items()})
+    np.savez("%s/%s.out.npz" % (out_dir, name), **{k: v.detach().numpy() for k, v in out.items()})
 print("ran", len(sys.argv) - 2)
 '''
 
@@ -174,3 +174,62 @@ def test_python_layer_has_no_standalone_form(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "layer 'scaled' (type Python)" in err and "caffe.pytorch.load" in err
     assert not (tmp_path / "m.py").exists()
+
+
+DEPLOY_FILES = ["examples/lenet_deploy/deploy.prototxt", "bench/models/lenet_deploy.prototxt",
+                "bench/models/cifar10_quick.prototxt",
+                pytest.param("bench/models/caffenet_deploy.prototxt", marks=pytest.mark.skipif(
+                    not os.environ.get("CAFFE_SLOW_TESTS"),
+                    reason="CaffeNet's 60M filler weights take a while; set CAFFE_SLOW_TESTS=1"))]
+
+
+@pytest.mark.parametrize("rel", DEPLOY_FILES)
+def test_project_deploy_prototxts_module_and_code_match_the_net(rel, tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(root, rel)
+    caffe.set_random_seed(5)
+    net = caffe.Net(path, caffe.TEST)          # filler weights
+    name = net.inputs[0]
+    net.blobs[name].reshape(1, *net.blobs[name].shape[1:])
+    net.reshape()
+    x = np.random.RandomState(0).rand(*net.blobs[name].shape).astype(np.float32)
+    net.blobs[name].data[...] = x
+    net.forward()
+    module = net.to_pytorch().eval()
+    from caffe.pytorch.codegen import write
+    write(module, str(tmp_path / "m.py"), source=rel)
+    model = _import(tmp_path / "m.py").load()
+    with torch.no_grad():
+        a = module(torch.from_numpy(x))
+        b = model(torch.from_numpy(x))
+    for out in net.outputs:
+        np.testing.assert_allclose(a[out].numpy(), net.blobs[out].data, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(b[out].numpy(), a[out].numpy(), rtol=1e-5, atol=1e-6)
+
+
+
+MODEL_ZOO = ["googlenet_deploy", "mobilenet_deploy", "resnet50_deploy",
+             pytest.param("vgg16_deploy", marks=pytest.mark.skipif(
+                 not os.environ.get("CAFFE_SLOW_TESTS"),
+                 reason="VGG-16's 138M filler weights take a while; set CAFFE_SLOW_TESTS=1"))]
+
+
+@pytest.mark.parametrize("name", MODEL_ZOO)
+def test_model_zoo_deploy_prototxts_generate_code_matching_the_module(name, tmp_path):
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models",
+                        name + ".prototxt")
+    caffe.set_random_seed(7)
+    module = caffe.pytorch.load(path)            # filler weights
+    from caffe.pytorch.codegen import generate
+    gen = generate(module, source=path)
+    (tmp_path / "m.py").write_text(gen.source)
+    model = _import(tmp_path / "m.py").Model()
+    model.load_state_dict(gen.state_dict, strict=True)
+    model.eval()
+    x = torch.rand(1, *module.input_shapes[module.inputs[0]][1:])
+    with torch.no_grad():
+        a = module(x)
+        b = model(x)
+    for out in module.outputs:
+        np.testing.assert_allclose(b[out].numpy(), a[out].numpy(), rtol=1e-5,
+                                   atol=1e-6 * max(1.0, float(a[out].abs().max())))

@@ -155,3 +155,55 @@ def scale(ctx):
 @register("Bias")
 def bias(ctx):
     _affine(ctx, ctx.lp.bias_param, "bias_param", scale=False)
+
+
+@register("Reduction")
+def reduction(ctx):
+    p = ctx.lp.reduction_param
+    nd = len(ctx.bottom_shapes[0])
+    axis = _axis(ctx, p.axis, nd, "reduction_param.axis")
+    flat = "%s.flatten(%d)" % (ctx.x, axis) if axis < nd else ctx.x
+    term = {1: flat, 2: "%s.abs()" % flat, 3: "%s ** 2" % flat, 4: flat}.get(int(p.operation))
+    if term is None:
+        raise ctx.error("unknown operation %d" % p.operation, field="reduction_param.operation")
+    expr = ("(%s).sum(-1)" if int(p.operation) != 4 else "(%s).mean(-1)") % term
+    if p.coeff != 1:
+        expr = "%s * %r" % (expr, p.coeff)
+    ctx.assign(expr)
+
+
+@register("Tile")
+def tile(ctx):
+    p = ctx.lp.tile_param
+    nd = len(ctx.bottom_shapes[0])
+    axis = _axis(ctx, p.axis, nd, "tile_param.axis")
+    reps = (1,) * axis + (int(p.tiles),) + (1,) * (nd - axis - 1)
+    ctx.assign("%s.repeat%s" % (ctx.x, reps))
+
+
+@register("MVN")
+def mvn(ctx):
+    p = ctx.lp.mvn_param
+    start = 1 if p.across_channels else 2
+    dims = tuple(range(start, len(ctx.bottom_shapes[0])))
+    centred = "%s - %s.mean(%s, keepdim=True)" % (ctx.x, ctx.x, dims)
+    if not p.normalize_variance:
+        ctx.assign(centred)
+        return
+    ctx.assign("(%s) / (%s.var(%s, correction=0, keepdim=True).sqrt() + %r)"
+               % (centred, ctx.x, dims, p.eps), comment="Caffe divides by std + eps")
+
+
+@register("Parameter")
+def parameter(ctx):
+    ctx.param_module()
+    ctx.assign("self.%s.weight" % ctx.attr)
+
+
+@register("Embed")
+def embed(ctx):
+    ctx.param_module()
+    expr = "F.embedding(%s.long(), self.%s.weight)" % (ctx.x, ctx.attr)
+    if "bias" in ctx.blobs:
+        expr += " + self.%s.bias" % ctx.attr
+    ctx.assign(expr, comment="indices truncated as Caffe's static_cast<int>")
