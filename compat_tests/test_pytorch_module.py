@@ -256,8 +256,11 @@ def test_torch_export_and_compile_trace_the_module():
     expected = module(x)["prob"].detach()
     exported = torch.export.export(module, (x,))
     torch.testing.assert_close(exported.module()(x)["prob"], expected)
-    compiled = torch.compile(module, backend="aot_eager", fullgraph=True)
-    torch.testing.assert_close(compiled(x)["prob"].detach(), expected)
+    # dynamo captures the whole module in one graph (inductor itself: the slow test below)
+    small, _, ref = load_case("nets", "lenet")
+    x = torch.tensor(ref["in/data"])
+    compiled = torch.compile(small, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x)["prob"].detach(), small(x)["prob"].detach())
 
 
 def test_distributed_data_parallel_wraps_the_module(tmp_path):

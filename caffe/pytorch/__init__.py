@@ -15,9 +15,9 @@ from .module import CaffeModule
 __all__ = ["load", "from_net", "CaffeModule", "ModuleBuildError"]
 
 
-def _build(param, source, phase, outputs, weights=None, copy_weights_from=None):
+def _net_for(param, source, phase, outputs, weights=None, copy_weights_from=None):
+    """The caffe.Net a module is made from: the graph cut to ``outputs``, weights in."""
     from ..net import Net
-    outputs = list(outputs) if outputs is not None else default_outputs(param)
     param = cut(param, outputs, source)
     check_no_data_layers(param, source)
     net = Net(param, phase, level=param.state.level)
@@ -30,7 +30,17 @@ def _build(param, source, phase, outputs, weights=None, copy_weights_from=None):
                 continue
             for dst, s in zip(blobs, src):
                 dst.data_buffer.host().copy_(s.data_buffer.host_readonly())
-    assert list(net._layer_names) == [l.name for l in param.layer]
+    return net, param
+
+
+def _build(param, source, phase, outputs, weights=None, copy_weights_from=None):
+    outputs = list(outputs) if outputs is not None else default_outputs(param)
+    net, param = _net_for(param, source, phase, outputs, weights, copy_weights_from)
+    # Whole-net rewrites for inference (BatchNorm/Scale folding: #18,
+    # ``load(..., optimize=True)``) belong here: they act on ``net`` and
+    # ``param`` before the module takes the layers and their weights.
+    if list(net._layer_names) != [l.name for l in param.layer]:
+        raise ModuleBuildError("%s: the net's layers do not match its definition" % source)
     return CaffeModule(net, list(param.layer), outputs=outputs, name=param.name)
 
 

@@ -1,5 +1,24 @@
 """What an emitter sees and fills: one layer's names, shapes and params, and
 the lines it adds to the generated ``__init__`` and ``forward``."""
+import re
+
+import numpy as np
+
+_FLOAT = re.compile(r"(?<![\w.])(\d+\.\d+(?:e[-+]?\d+)?|\d+e[-+]?\d+)(?![\w.])")
+
+
+def _float32_literal(match):
+    """Proto floats are float32: print 1e-05, not 9.999999747378752e-06."""
+    text = match.group(0)
+    value = np.float32(float(text))
+    short = str(value)
+    if np.float32(float(short)) == value:
+        return short
+    return text
+
+
+def tidy(line):
+    return _FLOAT.sub(_float32_literal, line)
 
 
 class CodegenError(ValueError):
@@ -47,7 +66,7 @@ class LayerContext:
 
     def init(self, line):
         """A line of ``__init__`` (``self.`` prefix and comments are the emitter's)."""
-        self.writer.init_lines.append(line)
+        self.writer.init_lines.append(tidy(line))
 
     def assign(self, expr, comment=None):
         """``top = expr`` (several tops: ``a, b = expr``) in ``forward``."""
@@ -60,7 +79,7 @@ class LayerContext:
             note.append(comment)
         if note:
             line += "  # %s" % "; ".join(note)
-        self.writer.forward_lines.append(line)
+        self.writer.forward_lines.append(tidy(line))
 
     def helper(self, name):
         """Write helper ``name`` (from helpers.py) into the file; returns its name."""

@@ -23,8 +23,8 @@ def inner_product(ctx):
                    comment="transpose: weight is (inputs, outputs)")
         return
     n_out, n_in = ctx.blobs["weight"].shape
-    ctx.init("self.%s = nn.Linear(%d, %d, bias=%s)" % (ctx.attr, n_in, n_out,
-                                                      "bias" in ctx.blobs))
+    ctx.init("self.%s = nn.Linear(%d, %d%s)" % (ctx.attr, n_in, n_out,
+                                               "" if "bias" in ctx.blobs else ", bias=False"))
     ctx.freeze()
     ctx.assign("self.%s(%s)" % (ctx.attr, flat))
 

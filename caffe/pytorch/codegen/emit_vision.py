@@ -40,9 +40,16 @@ def convolution(ctx):
     nd, kernel, stride, pad, dilation = _conv_geometry(ctx, p)
     cls = ("nn.Conv%dd" if ctx.type == "Convolution" else "nn.ConvTranspose%dd") % nd
     channels = ctx.bottom_shapes[0][1]
-    ctx.init("self.%s = %s(%d, %d, kernel_size=%s, stride=%s, padding=%s, dilation=%s, "
-             "groups=%d, bias=%s)" % (ctx.attr, cls, channels, p.num_output, kernel, stride,
-                                      pad, dilation, p.group, "bias" in ctx.blobs))
+    args = ["%d" % channels, "%d" % p.num_output, "kernel_size=%s" % (kernel,)]
+    for name, value, default in (("stride", stride, 1), ("padding", pad, 0),
+                                 ("dilation", dilation, 1)):
+        if any(v != default for v in value):        # torch's defaults are Caffe's
+            args.append("%s=%s" % (name, value))
+    if p.group != 1:
+        args.append("groups=%d" % p.group)
+    if "bias" not in ctx.blobs:
+        args.append("bias=False")
+    ctx.init("self.%s = %s(%s)" % (ctx.attr, cls, ", ".join(args)))
     ctx.freeze()
     ctx.assign("self.%s(%s)" % (ctx.attr, ctx.x))
 
