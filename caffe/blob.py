@@ -8,19 +8,14 @@ read and write the compute-side tensor through :meth:`SyncedBuffer.compute` and
 :meth:`SyncedBuffer.write`.  Buffers grow only when a reshape needs more room,
 as Caffe's ``Blob::Reshape`` does, so views taken earlier stay valid otherwise.
 """
-import math
 
 import torch
 
 from . import _common
-from .limits import check_shape
+from .limits import check_shape, count as _count
 
 _UNINIT, _HOST, _DEVICE, _SYNCED = 0, 1, 2, 3
 _CPU = _common._CPU   # the device object compute_device() hands out in CPU mode
-
-
-def _count(shape):
-    return int(math.prod(shape)) if shape else 1
 
 
 class SyncedBuffer:

@@ -6,10 +6,18 @@ alone would not fit in this machine's memory is refused the same way, so a
 typo like ``num_output: 1000000`` fails at Net construction, naming the layer
 and blob, not after minutes of filling weights or deep inside the allocator.
 """
+import math
 import os
 
 INT_MAX = 2 ** 31 - 1
 MAX_AXES = 32                     # Caffe's kMaxBlobAxes
+FLT_MAX = 3.4028234663852886e38   # float32's largest value (Caffe's FLT_MAX)
+FLT_MIN = 1.1754943508222875e-38  # float32's smallest normal value (Caffe's FLT_MIN)
+
+
+def count(shape, start=0, end=None):
+    """Product of ``shape[start:end]`` (1 for an empty range), as Blob::count."""
+    return int(math.prod(int(d) for d in tuple(shape)[start:end]))
 
 
 class BlobShapeError(ValueError):

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from . import atomic, protoio
+from .limits import count as _count
 from .protoio import CaffeFileError
 
 logger = logging.getLogger("caffe")
@@ -36,12 +37,6 @@ def proto_array(proto, diff=False):
         values = proto.double_data if len(proto.double_data) else proto.data
     return np.asarray(values, dtype=np.float32)
 
-
-def _count(shape):
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
 
 
 def shape_fits(src, dst):

@@ -17,10 +17,10 @@ Public API::
 """
 import torch
 
+from ..limits import FLT_MAX
 from . import launcher
 
 SOURCE = "roi_pooling.cu"
-FLT_MAX = 3.4028234663852886e38
 
 
 def c_round(x):

@@ -4,17 +4,9 @@
 ``Blob::CanonicalAxisIndex``; ``f32`` rounds a constant to float32 as Caffe's
 ``Dtype`` members are; ``FLT_MAX``/``FLT_MIN`` are float32's limits.
 """
-import math
-
 import numpy as np
 
-FLT_MAX = float(np.finfo(np.float32).max)    # 3.4028234663852886e38
-FLT_MIN = float(np.finfo(np.float32).tiny)   # 1.17549435e-38
-
-
-def count(shape, start=0, end=None):
-    """Product of ``shape[start:end]`` (1 for an empty range), as Blob::count."""
-    return int(math.prod(shape[start:end]))
+from ..limits import FLT_MAX, FLT_MIN, count  # noqa: F401 (the layers' helpers live here)
 
 
 def canonical_axis(layer, axis, num_axes, field):

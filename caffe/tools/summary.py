@@ -15,6 +15,8 @@ says so.  ``python -m caffe train/test/time -verbose 1`` prints this table first
 import sys
 from collections import OrderedDict
 
+from ..limits import count as _count
+
 __all__ = ["summary", "summarize", "format_summary", "LayerRow", "ReceptiveField"]
 
 
@@ -42,25 +44,19 @@ class LayerRow:
 # ---------------------------------------------------------------------------
 # per-type rules (registries: one entry per layer type)
 # ---------------------------------------------------------------------------
-def _prod(xs):
-    out = 1
-    for x in xs:
-        out *= int(x)
-    return out
-
 
 def _conv_macs(lp, bottoms, tops, params):
     # each output element: (C_in / group) * kernel volume multiply-adds
-    return _prod(tops[0]) * _prod(params[0][1:]) if params else 0
+    return _count(tops[0]) * _count(params[0][1:]) if params else 0
 
 
 def _deconv_macs(lp, bottoms, tops, params):
     # each input element is spread over (C_out / group) * kernel volume outputs
-    return _prod(bottoms[0]) * _prod(params[0][1:]) if params else 0
+    return _count(bottoms[0]) * _count(params[0][1:]) if params else 0
 
 
 def _ip_macs(lp, bottoms, tops, params):
-    return _prod(tops[0]) * (_prod(params[0]) // max(1, lp.inner_product_param.num_output))
+    return _count(tops[0]) * (_count(params[0]) // max(1, lp.inner_product_param.num_output))
 
 
 MACS = {"Convolution": _conv_macs, "Deconvolution": _deconv_macs, "InnerProduct": _ip_macs}
@@ -167,7 +163,7 @@ def _default_field(lp, fields, bottoms, tops):
     known = [f for f in fields if f is not None]
     if not known:
         return None
-    best = max(known, key=lambda f: _prod(f.size))
+    best = max(known, key=lambda f: _count(f.size))
     if len(tops) and len(tops[0]) != len(bottoms[0]):
         return None
     note = "largest of %d paths" % len(known) if len(known) > 1 and len(
@@ -199,9 +195,9 @@ def summarize(net):
         for b in blobs:
             if id(b) not in seen_params:          # shared parameters count once
                 seen_params.add(id(b))
-                n_params += _prod(b.data.shape)
+                n_params += _count(b.data.shape)
         macs = MACS.get(lp.type, lambda *a: 0)(lp, bottoms, tops, params)
-        memory = 4 * sum(_prod(s) for name, s in zip(lp.top, tops) if name not in lp.bottom)
+        memory = 4 * sum(_count(s) for name, s in zip(lp.top, tops) if name not in lp.bottom)
         if not lp.bottom:
             top_fields = [ReceptiveField([1] * (len(s) - 2), [1] * (len(s) - 2),
                                          [0.0] * (len(s) - 2)) if len(s) > 2 else None

@@ -5,9 +5,8 @@ import math
 
 from ..emitters import eltwise as elt_em, neuron as neuron_em, softmax as softmax_em
 from . import ATEN
+from ...limits import FLT_MAX
 from ._util import axis
-
-FLT_MAX = 3.4028234663852886e38
 
 
 def inplace_top(ctx, x):
