@@ -330,7 +330,7 @@ def optimised(models, repeat, rounds=3, batches=(1, 16)):
             t_pt, t_caffe, t_opt = [], [], []
             for _ in range(rounds):
                 with torch.no_grad():
-                    t_pt.append(_median(lambda: mod(x), repeat))
+                    t_pt.append(_median(lambda: mod(x), repeat))  # noqa: B023 (called at once)
                 t_caffe.append(_median(net.forward, repeat))
                 t_opt.append(_median(fast.forward, repeat))
             t_pt, t_caffe, t_opt = (sorted(t)[len(t) // 2] for t in (t_pt, t_caffe, t_opt))
@@ -365,7 +365,7 @@ def main(argv=None):
             repeat = args.repeat if model != "caffenet" else max(3, args.repeat // 3)
             t_caffe = time_it(net.forward, repeat)
             with torch.no_grad():
-                t_torch = time_it(lambda: mod(x), repeat)
+                t_torch = time_it(lambda: mod(x), repeat)  # noqa: B023 (called at once)
             if args.no_memory:
                 m_caffe = m_torch = float("nan")
             else:

@@ -27,9 +27,10 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from google.protobuf import text_format  # noqa: E402
+
 import caffe  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
-from google.protobuf import text_format  # noqa: E402
 
 NET = """
 name: "LeNetBench"

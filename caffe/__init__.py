@@ -8,19 +8,34 @@ __version__ = "1.0.0"
 # Other ``caffe`` folders on sys.path (a fork's python/caffe, e.g. the SSD fork's
 # model_libs.py) supply the modules this package lacks; ours always come first.
 from pkgutil import extend_path as _extend_path
+
 __path__ = _extend_path(__path__, __name__)
 
-from ._common import (TRAIN, TEST, init_log, log, set_mode_cpu, set_mode_gpu, set_device,
-                      set_random_seed, solver_count, set_solver_count, solver_rank,
-                      set_solver_rank, set_multiprocess, has_nccl)
+from ._common import (
+    TEST,
+    TRAIN,
+    has_nccl,
+    init_log,
+    log,
+    set_device,
+    set_mode_cpu,
+    set_mode_gpu,
+    set_multiprocess,
+    set_random_seed,
+    set_solver_count,
+    set_solver_rank,
+    solver_count,
+    solver_rank,
+)
 from .proto import shipped as _shipped_schema
+
 _shipped_schema()  # imports caffe_pb2 and installs pycaffe's str() on its messages
+from . import io
 from .blob import Blob, BlobVec
 from .layers import modules
-from .net import Net
-from . import io
-from .net_spec import layers, params, NetSpec, to_proto
 from .layers.python import Layer  # noqa: F401  (pycaffe's Python layer base)
+from .net import Net
+from .net_spec import NetSpec, layers, params, to_proto
 
 
 def layer_type_list():

@@ -6,7 +6,6 @@ import time
 
 from . import _common
 
-
 # module -> (pip package, extra of torchcaffe that installs it; None: a core dependency)
 PACKAGES = {
     "skimage": ("scikit-image", "data"),

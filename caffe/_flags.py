@@ -75,7 +75,7 @@ def parse_flags(argv, spec):
             flags[name] = typ(value)
         except ValueError:
             raise FlagError("illegal value '{}' specified for {} flag '{}'"
-                            .format(value, _GFLAGS_TYPES[typ], name))
+                            .format(value, _GFLAGS_TYPES[typ], name)) from None
     return flags, positional
 
 

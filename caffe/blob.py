@@ -12,7 +12,8 @@ as Caffe's ``Blob::Reshape`` does, so views taken earlier stay valid otherwise.
 import torch
 
 from . import _common
-from .limits import check_shape, count as _count
+from .limits import check_shape
+from .limits import count as _count
 
 _UNINIT, _HOST, _DEVICE, _SYNCED = 0, 1, 2, 3
 _CPU = _common._CPU   # the device object compute_device() hands out in CPU mode

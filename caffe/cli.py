@@ -18,9 +18,9 @@ import os
 import signal
 import sys
 
-from . import _common
-from . import _flags
-from ._outputs import g as _g, loss_note
+from . import _common, _flags
+from ._outputs import g as _g
+from ._outputs import loss_note
 
 logger = logging.getLogger("caffe")
 
@@ -249,8 +249,8 @@ def test(flags):
 
 
 def time_(flags):
-    from .net import Net
     from ._extras import Timer
+    from .net import Net
     _check(len(flags["model"]) > 0, "Check failed: FLAGS_model.size() > 0 (0 vs. 0) "
                                      "Need a model definition to time.")
     phase = get_phase(flags, _common.TRAIN)
@@ -436,8 +436,10 @@ def train(flags):
 def _train_in_this_process(flags, param, gpus, world, get_solver):
     """One solver: a single-process run, or one rank of a torchrun / ``-gpu``
     group (its device is ``gpus[LOCAL_RANK]``; Gloo on the CPU without CUDA)."""
-    import caffe
     import torch
+
+    import caffe
+
     from . import distributed
     rank = None
     if world is not None and world[1] > 1:
@@ -492,6 +494,7 @@ def _spawn_training(flags, gpus):
     """``caffe train -gpu 0,1``: one process per device, joined through a local
     rendezvous; any rank failing fails the run."""
     import torch
+
     from . import distributed
     if not torch.cuda.is_available():
         logger.warning("CUDA is not available: -gpu %s trains %d processes on the CPU (Gloo)",
@@ -516,7 +519,7 @@ def _floats(text, flag):
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise CommandError("-%s: expected numbers separated by ',', got %r" % (flag, text))
+        raise CommandError("-%s: expected numbers separated by ',', got %r" % (flag, text)) from None
 
 
 def _input_array(flags, net):

@@ -127,7 +127,7 @@ def compare(net, module, inputs, name_map=None, rtol=DEFAULT_RTOL, atol=0.0):
     steps, final = reference_run(net, inputs)
     first_key = {}
     by_key = OrderedDict()
-    for lname, ltype, top, key, arr in steps:
+    for lname, _ltype, _top, key, arr in steps:
         by_key[key] = arr
         first_key.setdefault(lname, key)
     ref = OrderedDict()
@@ -189,7 +189,7 @@ def _outputs_dict(out, names):
 def _hook_caffe_module(module, steps, cand, handles):
     """Capture every top of every layer child of a caffe.pytorch module."""
     keys_of = {}
-    for lname, ltype, top, key, arr in steps:
+    for lname, _ltype, _top, key, _arr in steps:
         keys_of.setdefault(lname, []).append(key)
     wanted = []
     for lname, keys in keys_of.items():
@@ -212,7 +212,7 @@ def _hook_by_layer_name(module, steps, cand, handles):
     wanted = []
     children = dict(module.named_children())
     seen = set()
-    for lname, ltype, top, key, arr in steps:
+    for lname, _ltype, _top, key, _arr in steps:
         if lname in seen:
             continue
         seen.add(lname)

@@ -18,8 +18,14 @@ import time
 
 import numpy as np
 
-from .classify import (DEFAULT_MEAN, add_model_args, add_preprocessing_args, check_model_args,
-                       parse_channel_swap, set_mode)
+from .classify import (
+    DEFAULT_MEAN,
+    add_model_args,
+    add_preprocessing_args,
+    check_model_args,
+    parse_channel_swap,
+    set_mode,
+)
 
 CROP_MODES = ["list", "selective_search"]
 COORD_COLS = ["ymin", "xmin", "ymax", "xmax"]

@@ -250,7 +250,7 @@ def _read_layer(sc, end, v1):
         name, type_ = _layer_meta(bytes(meta), v1)
     except Exception as exc:
         raise sc.bad("a layer's fields do not parse as a %sLayerParameter (%s)"
-                     % ("V1" if v1 else "", exc))
+                     % ("V1" if v1 else "", exc)) from exc
     if v0 is not None:
         v0_name, v0_type, v0_blobs = v0
         name = name or v0_name
@@ -575,7 +575,7 @@ def _load_npy(path, trust):
                       stacklevel=3)
         obj = np.load(path, allow_pickle=True).item()
         if not isinstance(obj, dict):
-            raise DumpError("%s: the pickled object is not a dict" % path)
+            raise DumpError("%s: the pickled object is not a dict" % path) from None
         return OrderedDict(obj)
     if record.dtype.names is None or record.shape != ():
         raise DumpError("%s: not a caffe.dump .npy (expected one structured record, found a "

@@ -45,6 +45,7 @@ def _load_factory(spec):
 def _calibration_batch(directory, shape):
     """Images of ``directory`` resized to ``shape`` (N,C,H,W) scaled to [0, 1]."""
     import numpy as np
+
     from . import io as caffe_io
     files = sorted(f for f in os.listdir(directory)
                    if f.lower().endswith((".jpg", ".jpeg", ".png", ".bmp", ".ppm")))

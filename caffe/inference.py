@@ -27,8 +27,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from . import _common
-from . import folding
+from . import _common, folding
 from .blob import Blob
 from .layers.base import INPUT
 

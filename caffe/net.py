@@ -15,17 +15,14 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from . import _common
-from .net_log import log_net_init
+from . import _common, protoio, selectors
+from . import weights as weight_io
 from .blob import Blob
 from .fillers import FillerError
-from .limits import BlobShapeError, check_shape
 from .layers.adapters import build_layer
 from .layers.base import BLOB, INPUT, TENSOR, LayerError, is_loss_by_type
-from . import protoio
-from . import selectors
-from .protoio import CaffeFileError
-from . import weights as weight_io
+from .limits import BlobShapeError, check_shape
+from .net_log import log_net_init
 from .weights import blob_to_proto
 
 logger = logging.getLogger("caffe")
@@ -131,7 +128,7 @@ def insert_splits(param):
                     # the loss weight moves onto the split top that stands for it
                     w = layer.loss_weight[j]
                     new.loss_weight[j] = 0
-                    for k in range(n - 1):
+                    for _ in range(n - 1):
                         split.loss_weight.append(0)
                     split.loss_weight.append(w)
     return out
@@ -485,7 +482,7 @@ class Net:
         if len(shapes) != len(tops):
             raise NetError("%s: the layer produces %d tops but %d are named"
                            % (where, len(shapes), len(tops)))
-        for name, blob, shape in zip(lp.top, tops, shapes):
+        for name, shape in zip(lp.top, shapes):
             try:
                 check_shape(shape, "top blob %r" % name)
             except BlobShapeError as exc:
@@ -771,7 +768,7 @@ class Net:
                 st = steps[i]
                 st.forward(self, st)
                 if st.loss_tops:
-                    for blob, ti in st.loss_tops:
+                    for blob, _ti in st.loss_tops:
                         loss += float(torch.dot(blob._data.compute().reshape(-1),
                                                 blob._diff.compute().reshape(-1)))
                 if af:

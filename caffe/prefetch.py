@@ -110,9 +110,9 @@ class Prefetcher:
             except queue.Empty:
                 if not self._thread.is_alive() and self._queue.empty():
                     if self._stop.is_set():
-                        raise PrefetchError("%s: the prefetch thread was stopped" % self.name)
+                        raise PrefetchError("%s: the prefetch thread was stopped" % self.name) from None
                     raise PrefetchError("%s: the prefetch thread ended without a batch"
-                                        % self.name)
+                                        % self.name) from None
         if isinstance(item, _Failure):
             self._failed = item.exc
             raise item.exc

@@ -128,6 +128,7 @@ def make_schedule(param, tasks, source):
 def _shared_random_seed():
     """A fresh seed, rank 0's on every rank (all ranks must run the same task)."""
     import os
+
     import torch
     seed = torch.tensor([int.from_bytes(os.urandom(4), "little") >> 1], dtype=torch.int64)
     if _common.solver_count() > 1:
@@ -256,6 +257,7 @@ def restore(solver, state_file):
     """After ``solver.restore``: the snapshot's selector state, and its learned
     weights in every task net (the solver loaded them into one)."""
     import logging
+
     from . import protoio
     tasks = solver.tasks
     seed_pos, learned = None, ""

@@ -21,15 +21,12 @@ import numpy as np
 import torch
 from google.protobuf import text_format
 
-from . import _common
-from . import distributed
-from . import protoio
-from . import selectors
-from ._outputs import g as _g, output_lines
+from . import _common, atomic, distributed, protoio, selectors
+from . import weights as weight_io
+from ._outputs import g as _g
+from ._outputs import output_lines
 from .net import Net
 from .protoio import CaffeFileError
-from . import atomic
-from . import weights as weight_io
 from .weights import proto_array, proto_shape, shape_fits
 
 logger = logging.getLogger("caffe")

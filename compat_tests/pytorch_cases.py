@@ -6,10 +6,10 @@ import os
 
 import numpy as np
 import torch
+from golden_cases import GOLDEN, GRAD_TOL, LAYER_FWD, NET_TOL, case_names, chdir
 
 import caffe
 import caffe.pytorch
-from golden_cases import GOLDEN, GRAD_TOL, LAYER_FWD, NET_TOL, chdir, case_names
 
 NET_CASES = [("nets", n) for n in case_names("nets")]
 LAYER_CASES = [("layers", n) for n in case_names("layers")] + \

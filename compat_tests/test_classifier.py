@@ -5,12 +5,11 @@ import os
 
 import numpy as np
 import pytest
+from golden_cases import GOLDEN
 
 import caffe
 import caffe.imagenet
 from caffe import classify, detect
-
-from golden_cases import GOLDEN
 
 NETS = os.path.join(GOLDEN, "nets")
 MODEL = os.path.join(NETS, "cifar10_quick.prototxt")

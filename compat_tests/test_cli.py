@@ -9,11 +9,10 @@ import subprocess
 import sys
 
 import pytest
+from golden_cases import GOLDEN, chdir
 
 import caffe
 from caffe import cli
-
-from golden_cases import GOLDEN, chdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NETS = os.path.join(GOLDEN, "nets")
@@ -163,7 +162,7 @@ def test_python_dash_m_caffe_subprocess():
 # ---------------------------------------------------------------------------
 def _has_solver():
     try:
-        caffe.get_solver
+        caffe.get_solver  # noqa: B018 (the attribute look-up is the check)
         return True
     except AttributeError:
         return False

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from golden_cases import GOLDEN, chdir
 from torch import nn
 
 import caffe
 import caffe.pytorch
 from caffe import compare as cmp
 from caffe import to_pytorch
-from golden_cases import GOLDEN, chdir
 
 NETS = os.path.join(GOLDEN, "nets")
 

@@ -5,12 +5,21 @@ import os
 import numpy as np
 import pytest
 
-from caffe.coord_map import (PASS_THROUGH_LAYERS, AxisMismatchException,
-                             UndefinedMapException, compose, conv_params,
-                             coord_map, coord_map_from_to, crop, crop_params,
-                             inverse)
+from caffe.coord_map import (
+    PASS_THROUGH_LAYERS,
+    AxisMismatchException,
+    UndefinedMapException,
+    compose,
+    conv_params,
+    coord_map,
+    coord_map_from_to,
+    crop,
+    crop_params,
+    inverse,
+)
 from caffe.net_spec import NetSpec
-from caffe.net_spec import layers as L, params as P
+from caffe.net_spec import layers as L
+from caffe.net_spec import params as P
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'golden',
                       'net_spec')

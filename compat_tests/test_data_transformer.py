@@ -14,8 +14,7 @@ if ROOT not in sys.path:
 import cv2  # noqa: E402
 
 import caffe  # noqa: E402
-from caffe.data_transformer import (DataTransformer, TransformError,  # noqa: E402
-                                    load_mean_file)
+from caffe.data_transformer import DataTransformer, TransformError, load_mean_file  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 
 DATA = os.path.join(HERE, "golden", "data")

@@ -8,12 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+from golden_cases import GOLDEN, NET_TOL, chdir
 
 import caffe
 from caffe import dump
 from caffe.proto import caffe_pb2
-
-from golden_cases import GOLDEN, NET_TOL, chdir
 
 NETS = sorted(f[:-len(".caffemodel")] for f in os.listdir(os.path.join(GOLDEN, "nets"))
               if f.endswith(".caffemodel"))

@@ -107,8 +107,9 @@ def test_proto_load_with_broken_grpc_tools(tmp_path, monkeypatch):
 
 
 def test_cuda_mismatch_is_none_without_cuda():
-    from caffe._extras import cuda_mismatch
     import torch
+
+    from caffe._extras import cuda_mismatch
     if torch.version.cuda:
         pytest.skip("a CUDA torch build: the mismatch check needs CuPy here")
     assert cuda_mismatch() is None
@@ -125,6 +126,7 @@ def test_cupy_built_for_another_cuda_is_reported(monkeypatch, caplog):
     """torch for CUDA 12 with a CuPy for CUDA 13: the kernels are not used and the
     log says which extra matches torch."""
     import torch
+
     from caffe._extras import cuda_mismatch
     from caffe.kernels import launcher
     monkeypatch.setattr(torch.version, "cuda", "12.6")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from caffe import _common
-from caffe.fillers import fill, FillerError
+from caffe.fillers import FillerError, fill
 from caffe.proto import caffe_pb2
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "layers")

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 import caffe
-from caffe.export import ExportError
-from caffe.export import darknet_cfg
+from caffe.export import ExportError, darknet_cfg
 
 # Darknet's published tiny-YOLO layer lists with the widths divided by 8, 64x64 inputs and
 # 2 classes, so the tests run in seconds; the structure (pools, routes, groups, upsample,
@@ -171,7 +170,8 @@ def test_yolo_layer_checks_its_parameters(tmp_path):
 
 
 def test_clis_both_ways(tmp_path, capsys):
-    from caffe import from_darknet as fd, to_darknet as td
+    from caffe import from_darknet as fd
+    from caffe import to_darknet as td
     cfg = tmp_path / "v3.cfg"
     cfg.write_text(YOLOV3_TINY)
     weights = str(tmp_path / "v3.weights")

@@ -8,11 +8,12 @@ import torch.nn as nn
 onnx = pytest.importorskip("onnx", reason="the onnx extra (onnx, onnxruntime) is not installed")
 pytest.importorskip("onnxruntime", reason="the onnx extra (onnx, onnxruntime) is not installed")
 
+from export_zoo import ZOO, randomize  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
 import caffe  # noqa: E402
 from caffe.export import UnsupportedOpError  # noqa: E402
 from caffe.protoio import read_net_param  # noqa: E402
-from export_zoo import ZOO, randomize  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 
 def torch_to_onnx(model, x, path):

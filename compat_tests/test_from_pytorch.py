@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from export_zoo import ZOO, randomize
 
 import caffe
 from caffe.export import UnsupportedOpError, VerificationError
 from caffe.protoio import read_net_param
-from export_zoo import ZOO, randomize
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BVLC_PROTO = os.path.join(HERE, "golden", "bvlc", "caffe.proto")
@@ -89,7 +89,7 @@ def test_zoo_exports_and_matches(name, tmp_path, bvlc_net_class):
         with torch.no_grad():
             ref = model(x)
         ref = ref if isinstance(ref, tuple) else (ref,)
-        for blob, got, r in zip(report.outputs, opencv_outputs(prefix, x.numpy(),
+        for _blob, got, r in zip(report.outputs, opencv_outputs(prefix, x.numpy(),
                                                                report.outputs), ref):
             np.testing.assert_allclose(got.reshape(r.shape), r.numpy(), rtol=1e-3,
                                        atol=1e-3 * float(r.abs().max()))
@@ -313,6 +313,7 @@ def test_cli_runs_as_module(tmp_path):
 
 def test_cli_calibration_images(tmp_path, monkeypatch, capsys):
     from PIL import Image
+
     from caffe import from_pytorch as cli
     (tmp_path / "zoo_cli.py").write_text(CLI_MODULE)
     images = tmp_path / "images"

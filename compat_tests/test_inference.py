@@ -119,10 +119,10 @@ def test_fused_away_blob_raises_naming_blob_and_fusion():
     feed = _feed(plain)
     fast.forward(**feed)
     with pytest.raises(OptimizedBlobError) as e:
-        fast.blobs["conv"].data
+        fast.blobs["conv"].data  # noqa: B018 (the read must raise)
     assert "'conv'" in str(e.value) and "conv + bn + sc + relu" in str(e.value)
     with pytest.raises(OptimizedBlobError) as e:
-        fast.blobs["pool"].data                    # computed but not kept: not stale
+        fast.blobs["pool"].data  # noqa: B018 (computed but not kept: not stale)
     assert "forward(blobs=['pool'])" in str(e.value)
     got = fast.forward(blobs=["pool"], **feed)
     _close(plain.forward(blobs=["pool"], **feed)["pool"], got["pool"])

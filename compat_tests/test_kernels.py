@@ -19,8 +19,14 @@ import pytest
 import torch
 
 from caffe import kernels
-from caffe.kernels import (roi_pooling, roi_pooling_forward, roi_pooling_backward,
-                           psroi_pooling, psroi_pooling_forward, psroi_pooling_backward)
+from caffe.kernels import (
+    psroi_pooling,
+    psroi_pooling_backward,
+    psroi_pooling_forward,
+    roi_pooling,
+    roi_pooling_backward,
+    roi_pooling_forward,
+)
 
 KERNEL_FILES = kernels.KERNEL_SOURCES
 

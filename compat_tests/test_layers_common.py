@@ -4,13 +4,16 @@ numerical gradients, parameter edge cases and error messages."""
 import numpy as np
 import pytest
 import torch
-from google.protobuf import text_format
-
-from caffe.proto import caffe_pb2
-from caffe.layers import modules, LayerError
-from caffe.layers import common  # noqa: F401  (registration)
 from golden_cases import run_layer_case
+from google.protobuf import text_format
 from layer_testing import load_case
+
+from caffe.layers import (
+    LayerError,
+    common,  # noqa: F401  (registration)
+    modules,
+)
+from caffe.proto import caffe_pb2
 
 CASES = """argmax argmax_topk_val batch_reindex bias_learned bias_two_bottoms bn_global
 bn_test_default bn_train concat_axis0 concat_ch crop eltwise_max eltwise_prod eltwise_sum_coeff

@@ -21,8 +21,8 @@ import cv2  # noqa: E402
 import h5py  # noqa: E402
 
 import caffe  # noqa: E402
-from caffe.proto import caffe_pb2  # noqa: E402
 from caffe.layers.base import LayerError  # noqa: E402
+from caffe.proto import caffe_pb2  # noqa: E402
 from caffe.tools._db import open_db  # noqa: E402
 
 DATA = os.path.join(HERE, "golden", "data")

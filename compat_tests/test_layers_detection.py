@@ -5,14 +5,16 @@ import math
 import numpy as np
 import pytest
 import torch
+from golden_cases import case_names, run_layer_case
 from google.protobuf import text_format
 
 import caffe
+from caffe.layers import (
+    LayerError,
+    detection,  # noqa: F401  (registration)
+    modules,
+)
 from caffe.proto import caffe_pb2
-from caffe.layers import modules, LayerError
-from caffe.layers import detection  # noqa: F401  (registration)
-
-from golden_cases import run_layer_case, case_names
 
 
 def make_layer(text, bottom_shapes, phase=0):

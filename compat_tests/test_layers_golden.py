@@ -1,6 +1,5 @@
 """Every golden single-layer case (golden/layers) through caffe.Net."""
 import pytest
-
 from golden_cases import case_names, run_layer_case
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from google.protobuf import text_format
 
-from caffe.proto import caffe_pb2
-from caffe.layers import modules, LayerError
+from caffe.layers import LayerError, modules
 from caffe.layers import bbox_util as bu
+from caffe.proto import caffe_pb2
 
 
 def loop_match(preds, gts, match_type, thr):

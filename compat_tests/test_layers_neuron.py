@@ -8,13 +8,13 @@ errors for invalid parameters.
 import numpy as np
 import pytest
 import torch
+from golden_cases import run_layer_case
 from google.protobuf import text_format
+from layer_testing import load_case
 
 from caffe.layers.base import LayerError
 from caffe.layers.registry import modules
 from caffe.proto import caffe_pb2
-from golden_cases import run_layer_case
-from layer_testing import load_case
 
 CASES = ["absval", "bnll", "clip", "dropout_test", "elu", "exp_base2", "exp_e", "log_e",
          "power_sq", "prelu", "prelu_shared", "relu", "relu_leaky", "sigmoid", "swish",
@@ -194,7 +194,7 @@ def test_dropout_train_gradcheck_fixed_mask():
         layer = build('type: "Dropout" dropout_param { dropout_ratio: 0.4 scale_train: %s }'
                       % scale_train, _X.shape, TRAIN)
 
-        def f(x):
+        def f(x, layer=layer):
             torch.manual_seed(7)
             return layer.run([x], [])[0]
 

@@ -6,7 +6,7 @@ import torch
 from google.protobuf import text_format
 
 import caffe
-from caffe.layers import modules, LayerError
+from caffe.layers import LayerError, modules
 from caffe.proto import caffe_pb2
 
 

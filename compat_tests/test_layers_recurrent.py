@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from google.protobuf import text_format
-
-from caffe.proto import caffe_pb2
-from caffe.layers import modules, LayerError
 from golden_cases import run_layer_case
+from google.protobuf import text_format
 from layer_testing import load_case
+
+from caffe.layers import LayerError, modules
+from caffe.proto import caffe_pb2
 
 FWD = dict(rtol=1e-4, atol=1e-5)
 GRAD = dict(rtol=1e-3, atol=1e-4)

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from golden_cases import run_layer_case
 from google.protobuf import text_format
+from layer_testing import load_case
 
-from caffe.proto import caffe_pb2
 from caffe.layers import vision
 from caffe.layers.base import LayerError
 from caffe.layers.registry import modules
-from golden_cases import run_layer_case
-from layer_testing import load_case
+from caffe.proto import caffe_pb2
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden", "layers")

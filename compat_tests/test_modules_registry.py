@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import caffe
 from caffe.layers import CaffeLayer, DuplicateLayerError, UnknownLayerError
-from caffe.layers.adapters import LayerParamDict, CallableLayer
+from caffe.layers.adapters import CallableLayer, LayerParamDict
 from caffe.layers.registry import register_layer
 
 

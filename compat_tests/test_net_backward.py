@@ -5,7 +5,6 @@ is missing (no forward yet) or stale (a bottom or param written since), the
 layer's forward is recomputed from the current blobs before its backward.
 """
 import numpy as np
-import pytest
 import torch
 
 import caffe
@@ -137,10 +136,10 @@ def test_reading_blobs_between_forward_and_backward_changes_no_gradient(tmp_path
         net.forward()
         if read:
             for blob in net.blobs.values():
-                blob.data
+                blob.data  # noqa: B018 (reading hands out a writable view)
             for blobs in net.params.values():
                 for blob in blobs:
-                    blob.data
+                    blob.data  # noqa: B018 (reading hands out a writable view)
         net.blobs["ip"].diff[...] = np.random.RandomState(5).randn(6, 2)
         net.clear_param_diffs()
         net.backward()

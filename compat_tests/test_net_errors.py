@@ -2,9 +2,9 @@
 import os
 
 import pytest
+from golden_cases import GOLDEN
 
 import caffe
-from golden_cases import GOLDEN
 
 LENET = os.path.join(GOLDEN, "nets", "lenet.prototxt")
 LENET_W = os.path.join(GOLDEN, "nets", "lenet.caffemodel")

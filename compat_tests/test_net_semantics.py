@@ -6,9 +6,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from golden_cases import GOLDEN
 
 import caffe
-from golden_cases import GOLDEN
 
 LENET = os.path.join(GOLDEN, "nets", "lenet.prototxt")
 LENET_W = os.path.join(GOLDEN, "nets", "lenet.caffemodel")

@@ -9,8 +9,9 @@ import pytest
 from google.protobuf import text_format
 
 from caffe import net_spec
-from caffe.net_spec import NetSpec, Top, Function, assign_proto, to_proto
-from caffe.net_spec import layers as L, params as P
+from caffe.net_spec import Function, NetSpec, Top, assign_proto, to_proto
+from caffe.net_spec import layers as L
+from caffe.net_spec import params as P
 from caffe.proto import caffe_pb2
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'golden',
@@ -298,7 +299,7 @@ def test_params_constants():
     assert P.Eltwise.SUM == 1 and P.Eltwise.PROD == 0
     assert P.Data.LMDB == 1 and P.Data.LEVELDB == 0
     with pytest.raises(AttributeError):
-        P.Pooling.NOT_A_METHOD
+        P.Pooling.NOT_A_METHOD  # noqa: B018 (the look-up must raise)
 
 
 def test_param_name_dict():
@@ -411,7 +412,7 @@ def test_netspec_item_and_attribute_access():
     with pytest.raises(KeyError):
         n['missing']
     with pytest.raises(KeyError):
-        n.missing
+        n.missing  # noqa: B018 (the look-up must raise)
     assert not hasattr(n, 'missing')
 
 
@@ -476,7 +477,8 @@ def test_top_level_names_are_net_spec_objects():
     """`from caffe import layers as L` must give net_spec's Layers, not the
     caffe/layers/ runtime package that shares the name."""
     import caffe
-    from caffe import layers as top_layers, params as top_params
+    from caffe import layers as top_layers
+    from caffe import params as top_params
     assert top_layers is net_spec.layers
     assert top_params is net_spec.params
     assert caffe.NetSpec is NetSpec and caffe.to_proto is to_proto

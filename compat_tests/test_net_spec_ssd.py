@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import caffe
-from caffe import layers as L, params as P
+from caffe import layers as L
+from caffe import params as P
 from caffe.proto import caffe_pb2
 
 ANNOSET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "ssd", "annoset")

@@ -1,6 +1,5 @@
 """Whole nets from golden/nets: structure, forward and backward as real Caffe."""
 import pytest
-
 from golden_cases import case_names, run_net_case
 
 

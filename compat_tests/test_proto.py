@@ -591,8 +591,9 @@ def test_generated_module_has_no_hard_runtime_check():
 @needs_protoc
 def test_caffe_pb2_matches_caffe_proto():
     """The committed caffe_pb2.py was generated from the committed caffe.proto."""
-    from caffe.proto import regenerate
     import tempfile
+
+    from caffe.proto import regenerate
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "d.desc")
         regenerate.run_protoc(os.path.join(PROTO_DIR, "caffe.proto"),

@@ -9,10 +9,9 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
+from golden_cases import GOLDEN, NET_TOL, chdir
 
 import caffe
-
-from golden_cases import GOLDEN, NET_TOL, chdir
 
 NUM_OUTPUT = 13
 
@@ -303,7 +302,7 @@ def test_set_input_arrays(tmp_path):
     np.testing.assert_array_equal(net.blobs["data"].data, data[2:])
     net.forward()                               # and round again
     np.testing.assert_array_equal(net.blobs["data"].data, data[:2])
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="multiple of"):
         net.set_input_arrays(data[:3], labels[:3])      # not a multiple of batch_size
 
 

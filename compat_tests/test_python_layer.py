@@ -8,9 +8,9 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from golden_cases import GOLDEN, chdir
 
 import caffe
-from golden_cases import GOLDEN, chdir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYLAYER_DIR = os.path.join(GOLDEN, "python_layer")
@@ -396,8 +396,9 @@ def test_param_spec_lr_and_sharing_by_name(pymod, tmp_path):
 
 
 def test_embedded_blobs_are_loaded_before_setup(pymod, tmp_path):
-    from caffe.proto import caffe_pb2
     from google.protobuf import text_format
+
+    from caffe.proto import caffe_pb2
     param = caffe_pb2.NetParameter()
     text_format.Merge("""
     input: 'data' input_shape { dim: 2 }

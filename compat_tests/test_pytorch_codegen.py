@@ -13,13 +13,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from golden_cases import GOLDEN, chdir
+from pytorch_cases import LAYER_CASES, NET_CASES, case_inputs, load_case
 
 import caffe
 import caffe.pytorch
 from caffe import to_pytorch
 from caffe.pytorch.codegen import CodegenError, generate, write
-from golden_cases import GOLDEN, chdir
-from pytorch_cases import LAYER_CASES, NET_CASES, case_inputs, load_case
 
 RUNNER = r'''
 import importlib.util, sys

@@ -9,11 +9,11 @@ import os
 import numpy as np
 import pytest
 import torch
+from golden_cases import GOLDEN, NET_TOL, chdir
+from pytorch_cases import LAYER_CASES, NET_CASES, check_case, load_case
 
 import caffe
 import caffe.pytorch
-from golden_cases import GOLDEN, NET_TOL, chdir
-from pytorch_cases import LAYER_CASES, NET_CASES, check_case, load_case
 
 SLOW = os.environ.get("CAFFE_SLOW_TESTS")
 

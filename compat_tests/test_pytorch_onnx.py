@@ -9,13 +9,14 @@ import torch
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is in the 'onnx' and 'test' extras")
 
+from golden_cases import GOLDEN, chdir
+from pytorch_cases import LAYER_CASES, NET_CASES, case_inputs, load_case
+
 import caffe
 import caffe.pytorch
 from caffe import to_onnx
 from caffe.pytorch import onnx_export
 from caffe.verification import compare_named, verdict, worst
-from golden_cases import GOLDEN, chdir
-from pytorch_cases import LAYER_CASES, NET_CASES, case_inputs, load_case
 
 MUST_EXPORT = {"LRN", "Pooling", "Normalize", "Permute", "PriorBox", "Crop", "Deconvolution",
                "Slice", "Eltwise", "Scale", "Bias", "BatchNorm", "PReLU", "Softmax"}

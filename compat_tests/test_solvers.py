@@ -9,11 +9,10 @@ import shutil
 
 import numpy as np
 import pytest
+from golden_cases import GOLDEN, chdir
 
 import caffe
 from caffe.solver import _read_solver_param
-
-from golden_cases import GOLDEN, chdir
 
 SOLVERS = os.path.join(GOLDEN, "solvers")
 TOL = dict(rtol=1e-3, atol=1e-5)
@@ -27,7 +26,7 @@ def workdir(tmp_path):
     """A writable copy of golden/solvers as the CWD (paths in the files are relative)."""
     dst = tmp_path / "solvers"
     shutil.copytree(SOLVERS, dst)
-    for root, dirs, files in os.walk(dst):
+    for root, _dirs, files in os.walk(dst):
         for f in files:
             os.chmod(os.path.join(root, f), 0o644)
     with chdir(str(dst)):

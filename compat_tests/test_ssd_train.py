@@ -11,9 +11,9 @@ import sys
 
 import numpy as np
 import pytest
+from golden_cases import GOLDEN, chdir
 
 import caffe
-from golden_cases import GOLDEN, chdir
 
 TRAIN = os.path.join(GOLDEN, "ssd", "train")
 ANNOSET = os.path.join(GOLDEN, "ssd", "annoset")

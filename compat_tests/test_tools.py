@@ -184,7 +184,7 @@ def test_convert_opencv_semantics(tmp_path):
 def test_convert_encoded_no_resize_keeps_file_bytes(tmp_path):
     out = str(tmp_path / 'e')
     assert cis.main(['-encoded=true', IMAGES, LIST, out]) == 0
-    for i, (k, v) in enumerate(records(out)):
+    for i, (_k, v) in enumerate(records(out)):
         d = datum(v)
         with open(IMAGES + 'im%d.png' % i, 'rb') as f:
             assert d.data == f.read()

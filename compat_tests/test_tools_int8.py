@@ -1,6 +1,5 @@
 """caffe.tools.int8_calibrate: the KL threshold search against a plain
 loop-by-loop implementation, exact weight scales, and the ncnn table."""
-import os
 
 import numpy as np
 import pytest

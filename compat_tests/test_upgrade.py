@@ -15,9 +15,13 @@ if ROOT not in sys.path:
 
 from google.protobuf import text_format  # noqa: E402
 
-from caffe import protoio, upgrade  # noqa: E402
-from caffe import upgrade_net_proto_binary, upgrade_net_proto_text  # noqa: E402
-from caffe import upgrade_solver_proto_text  # noqa: E402
+from caffe import (  # noqa: E402  # noqa: E402
+    protoio,
+    upgrade,
+    upgrade_net_proto_binary,
+    upgrade_net_proto_text,
+    upgrade_solver_proto_text,  # noqa: E402
+)
 from caffe.proto import caffe_pb2  # noqa: E402
 
 LEGACY = os.path.join(HERE, "golden", "legacy")

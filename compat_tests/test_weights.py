@@ -1,6 +1,5 @@
 """caffe.weights: copying weights into a Net is all-or-nothing, and damaged or
 foreign weight files raise CaffeFileError naming the file (#14 items 3, 5)."""
-import os
 
 import numpy as np
 import pytest

@@ -56,7 +56,7 @@ def _normalize_mode(mode):
         return _MODES[mode]
     except KeyError:
         raise DBError("Unknown database mode {!r} (use 'r', 'w' or 'a')"
-                      .format(mode))
+                      .format(mode)) from None
 
 
 def open_db(path, backend='lmdb', mode='r'):
@@ -247,7 +247,7 @@ class _LMDB(DB):
                 os.mkdir(path, 0o744)
             except FileExistsError:
                 raise DBError('mkdir {} failed: the database already exists'
-                              .format(path))
+                              .format(path)) from None
         elif mode == 'r':
             if not os.path.isdir(path):
                 raise DBError('cannot open lmdb {}: no such directory'
@@ -262,7 +262,7 @@ class _LMDB(DB):
                 size = max(self._INITIAL_MAP, _lmdb_used_size(path))
                 self._env = lmdb.open(path, map_size=size, subdir=True)
         except lmdb.Error as e:
-            raise DBError('cannot open lmdb {}: {}'.format(path, e))
+            raise DBError('cannot open lmdb {}: {}'.format(path, e)) from e
 
     def cursor(self):
         return _LMDBCursor(self._env)
@@ -353,7 +353,7 @@ class _LevelDB(DB):
                                  write_buffer_size=268435456,
                                  max_open_files=100)
         except Exception as e:
-            raise DBError('Failed to open leveldb {}: {}'.format(path, e))
+            raise DBError('Failed to open leveldb {}: {}'.format(path, e)) from e
 
     def cursor(self):
         return _LevelDBCursor(self._db)

@@ -8,7 +8,8 @@ import os
 
 import numpy as np
 
-from ..protoio import schema as pb2, write_binary, write_text
+from ..protoio import schema as pb2
+from ..protoio import write_binary, write_text
 from . import targets
 from .errors import ExportError
 

@@ -3,8 +3,9 @@ section, write, and verify every layer against OpenCV's independent Darknet
 reader (``cv2.dnn.readNetFromDarknet``)."""
 import numpy as np
 
-from . import darknet_cfg, verify as verify_mod
 from .. import verification
+from . import darknet_cfg
+from . import verify as verify_mod
 from .builder import NetBuilder, TargetError
 from .darknet_context import DarknetContext
 from .darknet_mappers import SECTIONS

@@ -251,8 +251,8 @@ class _Writer:
 
 
 def write(prototxt, caffemodel, cfg_path, weights_path, header=(0, 2, 0, 0)):
-    from ..net import Net
     from .. import TEST
+    from ..net import Net
     from ..protoio import read_net_param
     param = read_net_param(prototxt)
     net = Net(prototxt, caffemodel, TEST) if caffemodel else Net(prototxt, TEST)

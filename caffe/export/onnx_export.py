@@ -2,7 +2,8 @@
 against onnxruntime's values for the same inputs."""
 import numpy as np
 
-from . import onnx_graph, verify as verify_mod
+from . import onnx_graph
+from . import verify as verify_mod
 from .builder import NetBuilder, TargetError
 from .emitters import input as input_em
 from .errors import ExportError, VerificationError

@@ -3,7 +3,8 @@ import operator
 
 import torch
 
-from . import torch_graph, verify as verify_mod
+from . import torch_graph
+from . import verify as verify_mod
 from .builder import NetBuilder, TargetError
 from .context import AtenContext
 from .emitters import input as input_em

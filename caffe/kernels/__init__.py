@@ -8,11 +8,9 @@ CuPy is absent.
 * :func:`roi_pooling` -- caffe-fast-rcnn ROIPooling (max, argmax backward).
 * :func:`psroi_pooling` -- R-FCN position-sensitive ROI pooling (average).
 """
-from .launcher import cupy_available, source_path, read_source
-from .roi_pooling import (roi_pooling, roi_pooling_forward, roi_pooling_backward,
-                          ROIPoolingFunction)
-from .psroi_pooling import (psroi_pooling, psroi_pooling_forward, psroi_pooling_backward,
-                            PSROIPoolingFunction)
+from .launcher import cupy_available, read_source, source_path
+from .psroi_pooling import PSROIPoolingFunction, psroi_pooling, psroi_pooling_backward, psroi_pooling_forward
+from .roi_pooling import ROIPoolingFunction, roi_pooling, roi_pooling_backward, roi_pooling_forward
 
 KERNEL_SOURCES = ("roi_pooling.cu", "psroi_pooling.cu")
 

@@ -33,8 +33,9 @@ def read_source(name):
 def _cupy():
     global _cupy_state
     if _cupy_state is None:
-        from .._extras import MissingExtraError, cuda_mismatch, require
         import torch
+
+        from .._extras import MissingExtraError, cuda_mismatch, require
         _cupy_state = False
         if not torch.cuda.is_available():
             return _cupy_state

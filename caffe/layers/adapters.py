@@ -21,17 +21,17 @@ factory in one of two ways:
 """
 import inspect
 
-from torch.func import functional_call
-
 import torch
+from torch.func import functional_call
 
 from .. import _common
 from ..blob import Blob, BlobVec
+from ..proto.pytext import is_repeated
 from ..weights import blob_from_proto
 from .base import BlobLayer, CaffeLayer, LayerContract
-from .python import Layer as PyLayer, Phase
-from .registry import modules, is_rich_factory
-from ..proto.pytext import is_repeated
+from .python import Layer as PyLayer
+from .python import Phase
+from .registry import is_rich_factory, modules
 
 
 def _as_list(outs):

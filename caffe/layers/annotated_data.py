@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _common
 from .. import ssd_augment as aug
-from .data import DataLayerError, _PrefetchingLayer, _SharedDB, _cursor_advance
+from .data import DataLayerError, _cursor_advance, _PrefetchingLayer, _SharedDB
 from .registry import register_layer
 
 logger = logging.getLogger("caffe")

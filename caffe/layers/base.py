@@ -50,8 +50,8 @@ layer and field (``self.error``).
 import torch
 from torch import nn
 
-from ..blob import Blob, BlobVec
 from .. import fillers
+from ..blob import Blob, BlobVec
 from ..limits import BlobShapeError, check_shape
 
 TENSOR = "tensor"

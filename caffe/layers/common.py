@@ -15,7 +15,6 @@ from ._util import bottom_shape, canonical_axis, count
 from .base import INPUT, CaffeLayer
 from .registry import register_layer
 
-
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------

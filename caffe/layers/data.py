@@ -19,8 +19,7 @@ from .. import _common, fillers, protoio
 from .._extras import require
 from ..data.db import DBError, open_db
 from ..data.lists import read_image_list, read_window_file
-from ..data_transformer import (DataTransformer, TransformError, hwc_to_chw, load_mean_file,
-                                read_image)
+from ..data_transformer import DataTransformer, TransformError, hwc_to_chw, load_mean_file, read_image
 from ..prefetch import Prefetcher
 from .base import BlobLayer, LayerError
 from .registry import register_layer
@@ -989,7 +988,7 @@ class HDF5OutputLayer(_DataLayer):
             with h5py.File(self.file_name, "w"):
                 pass
         except OSError as exc:
-            raise self.data_error("failed to open HDF5 file %r: %s" % (self.file_name, exc))
+            raise self.data_error("failed to open HDF5 file %r: %s" % (self.file_name, exc)) from exc
 
     def forward(self, bottom, top):
         import h5py

@@ -13,11 +13,10 @@ import math
 import numpy as np
 import torch
 
+from .. import kernels
 from ._util import FLT_MAX
 from .base import CaffeLayer
 from .registry import register_layer
-from .. import kernels
-
 
 
 def _hw(shape):

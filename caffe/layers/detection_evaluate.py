@@ -125,7 +125,7 @@ class DetectionEvaluateLayer(CaffeLayer):
                     toks = fh.read().split()
             except OSError as e:
                 raise self.error("failed to open name size file %r: %s"
-                                 % (p.name_size_file, e), field=f + "name_size_file")
+                                 % (p.name_size_file, e), field=f + "name_size_file") from e
             for k in range(0, len(toks) - 2, 3):
                 try:
                     self.sizes.append((int(toks[k + 1]), int(toks[k + 2])))

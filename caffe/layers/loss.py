@@ -236,7 +236,7 @@ def _read_blobproto_file(layer, path, field):
     try:
         proto = protoio.read_binary(path, protoio.schema().BlobProto())
     except (OSError, protoio.CaffeFileError) as e:
-        raise layer.error("cannot read %r: %s" % (path, e), field=field)
+        raise layer.error("cannot read %r: %s" % (path, e), field=field) from e
     if any(proto.HasField(k) for k in ("num", "channels", "height", "width")):
         shape = (proto.num, proto.channels, proto.height, proto.width)
     else:

@@ -34,8 +34,6 @@ from .base import CaffeLayer
 from .registry import register_layer
 
 
-
-
 class NeuronLayer(CaffeLayer):
     """One bottom, one top of the bottom's shape."""
     num_bottoms = (1, 1)

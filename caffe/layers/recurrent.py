@@ -23,9 +23,6 @@ from ._util import count
 from .base import CaffeLayer
 from .registry import register_layer
 
-
-
-
 # ---------------------------------------------------------------------------
 # LSTMUnit
 # ---------------------------------------------------------------------------

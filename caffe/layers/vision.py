@@ -18,7 +18,6 @@ from ._util import FLT_MAX, canonical_axis
 from .base import CaffeLayer
 from .registry import register_layer
 
-
 _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _DECONV_FN = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 

@@ -71,6 +71,7 @@ def exportable_model(module):
     """The plain-torch Model generated for ``module`` when every layer has a code
     emitter (its graph is simpler and has no autograd Functions), else ``module``."""
     import types
+
     from .codegen import CodegenError, generate
     try:
         gen = generate(module)

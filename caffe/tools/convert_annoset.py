@@ -55,13 +55,14 @@ class ConvertError(RuntimeError):
 def read_label_map(path):
     """A LabelMap prototxt -> the message."""
     from google.protobuf import text_format
+
     from caffe.proto import caffe_pb2
     lm = caffe_pb2.LabelMap()
     try:
         with open(path) as f:
             text_format.Merge(f.read(), lm)
     except (OSError, text_format.ParseError) as e:
-        raise ConvertError('Failed to read label map file {}: {}'.format(path, e))
+        raise ConvertError('Failed to read label map file {}: {}'.format(path, e)) from e
     return lm
 
 
@@ -185,7 +186,7 @@ def read_xml(path, img_h, img_w, names, anno_datum):
     try:
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError) as e:
-        raise ConvertError('{}: cannot parse the xml: {}'.format(path, e))
+        raise ConvertError('{}: cannot parse the xml: {}'.format(path, e)) from e
     size = root.find('size')
     try:
         h = int(size.find('height').text)
@@ -236,7 +237,7 @@ def read_json(path, img_h, img_w, names, anno_datum):
         with open(path) as f:
             doc = json.load(f)
     except (OSError, ValueError) as e:
-        raise ConvertError('{}: cannot parse the json: {}'.format(path, e))
+        raise ConvertError('{}: cannot parse the json: {}'.format(path, e)) from e
     try:
         h, w = int(doc['image']['height']), int(doc['image']['width'])
     except (KeyError, TypeError, ValueError):
@@ -280,6 +281,7 @@ def convert_annoset(root_folder, listfile, db_name, gray=False, shuffle=False, b
                     check_size=False, encoded=False, encode_type='', show_progress=True):
     """Library form of the tool.  Returns ``(written, failed_files)``."""
     import cv2
+
     from caffe.proto import caffe_pb2
     from caffe.tools._db import open_db
 
@@ -293,7 +295,7 @@ def convert_annoset(root_folder, listfile, db_name, gray=False, shuffle=False, b
         with open(listfile) as f:
             toks = f.read().split()
     except OSError as e:
-        raise ConvertError('cannot open list file {}: {}'.format(listfile, e))
+        raise ConvertError('cannot open list file {}: {}'.format(listfile, e)) from e
     names = {}
     if anno_type == 'detection':
         names = name_to_label(read_label_map(label_map_file), check_label)

@@ -131,7 +131,7 @@ def read_image_to_datum(filename, label, height, width, is_color, encoding,
             ok, buf = cv2.imencode('.' + encoding, img)
         except cv2.error as e:
             raise ConvertError('cannot encode {} as {!r}: {}'.format(
-                filename, encoding, e))
+                filename, encoding, e)) from e
         if not ok:
             raise ConvertError('cannot encode {} as {!r}'.format(
                 filename, encoding))

@@ -30,7 +30,7 @@ def _pairs(path, what):
         with open(path) as f:
             toks = f.read().split()
     except OSError as e:
-        raise SizeError('Failed to open {}: {}'.format(what, e))
+        raise SizeError('Failed to open {}: {}'.format(what, e)) from e
     return [(toks[k], toks[k + 1]) for k in range(0, len(toks) - 1, 2)]
 
 

@@ -97,7 +97,8 @@ def _images(folder):
 
 def calibrate(proto, model, images, mean, norm=1.0, group=False, progress=True):
     """``(weight scales, activation scales)``: two ordered dicts keyed by layer."""
-    from .. import _common, io as cio
+    from .. import _common
+    from .. import io as cio
     from ..net import Net
     from . import progress as bar
     net = Net(proto, _common.TEST, weights=model)
@@ -111,7 +112,7 @@ def calibrate(proto, model, images, mean, norm=1.0, group=False, progress=True):
     if not layers:
         raise ValueError("%s: no Convolution or InnerProduct layer to calibrate" % proto)
     wscales = OrderedDict()
-    for i, lp in layers:
+    for _, lp in layers:
         groups = lp.convolution_param.group if (group and lp.type == "Convolution") else 1
         wscales[lp.name] = weight_scales(net.params[lp.name][0].data, groups)
 

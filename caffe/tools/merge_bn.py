@@ -19,9 +19,8 @@ from collections import OrderedDict, defaultdict
 
 import numpy as np
 
-from .. import folding
-from .. import protoio
-from ..weights import proto_array, proto_shape, source_layers, is_hdf5
+from .. import folding, protoio
+from ..weights import is_hdf5, proto_array, proto_shape, source_layers
 
 __all__ = ["merge_bn", "merge_scale", "split_scale", "load_weights", "save_weights",
            "verify", "MergeResult"]
@@ -281,8 +280,8 @@ def split_scale(net_param, weights=None, source=None):
 # verification with caffe.Net
 # ---------------------------------------------------------------------------
 def _net_with(param, weights):
-    from ..net import Net
     from .. import _common
+    from ..net import Net
     net = Net(param, _common.TEST)
     for name, arrays in weights.items():
         if name not in net.params:
@@ -295,8 +294,8 @@ def _net_with(param, weights):
 def random_weights(param, seed=0):
     """Plausible random weights for every layer of ``param``: BatchNorm with
     positive variances and a scale factor of 1, Scale factors near 1."""
-    from ..net import Net
     from .. import _common
+    from ..net import Net
     net = Net(param, _common.TEST)
     rng = np.random.RandomState(seed)
     types = {lp.name: lp.type for lp in param.layer}

@@ -13,7 +13,6 @@ several paths meet (Eltwise, Concat) the largest field is kept and the row
 says so.  ``python -m caffe train/test/time -verbose 1`` prints this table first.
 """
 import sys
-from collections import OrderedDict
 
 from ..limits import count as _count
 
@@ -234,7 +233,7 @@ def _set_input_shapes(param, shapes):
 
 def summary(net_file, input_shapes=None, phase=None):
     """Rows for a prototxt (path or NetParameter), inputs optionally reshaped."""
-    from .. import protoio, _common
+    from .. import _common, protoio
     from ..net import Net
     param = protoio.read_net_param(net_file)
     if input_shapes:

@@ -148,7 +148,7 @@ def googlenet():
         tag, c1, r3, c3, r5, c5, pp = s
         p = "inception_%s/" % tag
         outs = []
-        for branch, layers in (("1x1", [("1x1", c1, 1, 0)]),
+        for _branch, layers in (("1x1", [("1x1", c1, 1, 0)]),
                                ("3x3", [("3x3_reduce", r3, 1, 0), ("3x3", c3, 3, 1)]),
                                ("5x5", [("5x5_reduce", r5, 1, 0), ("5x5", c5, 5, 2)])):
             x = bottom

@@ -23,8 +23,9 @@ sys.path.insert(0, HERE)
 if os.path.isdir(os.path.join(HERE, "..", "..", "caffe")):
     sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..", "..")))
 
-import caffe  # noqa: E402
 import oicr_layers  # noqa: E402,F401  (registers the OICR layers)
+
+import caffe  # noqa: E402
 
 NUM_CLASSES = 3          # object classes; the refinement heads add background
 IMAGE = 48

@@ -1,8 +1,11 @@
 """[convolutional] and [connected] (with batch_normalize and the activations)."""
 import numpy as np
 
-from ...export.emitters import (conv as conv_em, eltwise as elt_em,
-                                inner_product as ip_em, neuron as neuron_em, norm as norm_em)
+from ...export.emitters import conv as conv_em
+from ...export.emitters import eltwise as elt_em
+from ...export.emitters import inner_product as ip_em
+from ...export.emitters import neuron as neuron_em
+from ...export.emitters import norm as norm_em
 from . import SECTIONS
 
 DARKNET_BN_EPS = 1e-5

@@ -1,6 +1,8 @@
 """[route] (Concat, with groups/group_id -> Slice), [shortcut] (Eltwise SUM),
 [upsample] (nearest Deconvolution), [dropout], [softmax]."""
-from ...export.emitters import eltwise as elt_em, shape as shape_em, softmax as softmax_em
+from ...export.emitters import eltwise as elt_em
+from ...export.emitters import shape as shape_em
+from ...export.emitters import softmax as softmax_em
 from ...export.mappers._util import slice_keep
 from ...export.mappers.resample import nearest
 from . import SECTIONS

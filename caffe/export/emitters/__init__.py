@@ -6,5 +6,15 @@ returns the LayerParameter.  Front ends (PyTorch ATen mappers, ONNX mappers,
 Darknet sections) only decide *which* layers to emit; how a layer is written
 lives here once.
 """
-from . import conv, eltwise, inner_product, input, neuron, norm, pooling, reduction, shape  # noqa: F401,A004
-from . import softmax  # noqa: F401
+from . import (  # noqa: F401,A004
+    conv,
+    eltwise,
+    inner_product,
+    input,
+    neuron,
+    norm,
+    pooling,
+    reduction,
+    shape,
+    softmax,  # noqa: F401
+)

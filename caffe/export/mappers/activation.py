@@ -3,9 +3,11 @@ ones Caffe lacks (hardsigmoid, hardswish, silu, tanh-GELU) are written out with
 Power, Clip, Sigmoid, TanH and Eltwise PROD so every target can read them."""
 import math
 
-from ..emitters import eltwise as elt_em, neuron as neuron_em, softmax as softmax_em
-from . import ATEN
 from ...limits import FLT_MAX
+from ..emitters import eltwise as elt_em
+from ..emitters import neuron as neuron_em
+from ..emitters import softmax as softmax_em
+from . import ATEN
 from ._util import axis
 
 

@@ -6,7 +6,10 @@ bottom; a tensor and a constant -> Power (scalars) or Scale / Bias with the
 constant stored as the layer's blob.
 """
 import numpy as np
-from ..emitters import eltwise as elt_em, neuron as neuron_em, norm as norm_em
+
+from ..emitters import eltwise as elt_em
+from ..emitters import neuron as neuron_em
+from ..emitters import norm as norm_em
 from . import ATEN
 from ._util import align_const, reshape_to
 

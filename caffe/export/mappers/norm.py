@@ -7,7 +7,9 @@ and the variance goes through Power / Reduction / Power exactly as PyTorch does.
 """
 import numpy as np
 
-from ..emitters import neuron as neuron_em, norm as norm_em, reduction as red_em
+from ..emitters import neuron as neuron_em
+from ..emitters import norm as norm_em
+from ..emitters import reduction as red_em
 from ..emitters import shape as shape_em
 from . import ATEN
 

@@ -7,7 +7,8 @@ row/column is sliced off -- the numbers of the kept windows are identical.
 """
 import math
 
-from ..emitters import pooling as pool_em, reduction as red_em
+from ..emitters import pooling as pool_em
+from ..emitters import reduction as red_em
 from . import ATEN
 from ._util import axis, ints, reshape_to, slice_keep
 from .conv import fold_pad

@@ -11,8 +11,10 @@ import math
 
 import numpy as np
 
-from ..emitters import conv as conv_em, reduction as red_em, shape as shape_em
 from ..context import PendingPad
+from ..emitters import conv as conv_em
+from ..emitters import reduction as red_em
+from ..emitters import shape as shape_em
 from . import ATEN
 from ._util import axis, reshape_to
 

@@ -1,6 +1,7 @@
 """Relu, LeakyRelu, Clip, Sigmoid, Tanh, Elu, PRelu, HardSigmoid, HardSwish, Softmax,
 LogSoftmax (the same layers as the ATen activation mappers)."""
-from ..emitters import neuron as neuron_em, softmax as softmax_em
+from ..emitters import neuron as neuron_em
+from ..emitters import softmax as softmax_em
 from ..mappers import activation as act
 from ..mappers._util import axis
 from . import ONNX

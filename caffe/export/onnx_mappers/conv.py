@@ -1,5 +1,6 @@
 """Conv, ConvTranspose -> Convolution / Deconvolution; Gemm, MatMul -> InnerProduct."""
-from ..emitters import conv as conv_em, inner_product as ip_em
+from ..emitters import conv as conv_em
+from ..emitters import inner_product as ip_em
 from ..mappers.conv import _transposed, fold_pad
 from . import ONNX
 

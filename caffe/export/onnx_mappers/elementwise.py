@@ -1,5 +1,6 @@
 """Add, Sub, Mul, Div, Max, Neg, Sqrt, Reciprocal, Pow, Exp, Log, Abs."""
-from ..emitters import eltwise as elt_em, neuron as neuron_em
+from ..emitters import eltwise as elt_em
+from ..emitters import neuron as neuron_em
 from ..mappers import elementwise as aten_elt
 from . import ONNX
 

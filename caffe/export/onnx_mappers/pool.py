@@ -1,5 +1,6 @@
 """MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, ReduceMean -> Pooling / Reduction."""
-from ..emitters import pooling as pool_em, reduction as red_em
+from ..emitters import pooling as pool_em
+from ..emitters import reduction as red_em
 from ..mappers._util import axis, reshape_to
 from ..mappers.conv import fold_pad
 from ..mappers.pool import emit_pool

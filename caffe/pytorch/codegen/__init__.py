@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from ..naming import python_identifier
+from . import emit_common, emit_loss, emit_neuron, emit_ssd, emit_vision  # noqa: F401
 from .context import CodegenError, LayerContext
 from .helpers import HELPERS
 from .registry import EMITTERS
-from . import emit_common, emit_loss, emit_neuron, emit_ssd, emit_vision  # noqa: F401
 
 __all__ = ["generate", "write", "CodegenError", "EMITTERS", "Generated"]
 
