@@ -55,7 +55,8 @@ def __getattr__(name):
     if name in ("Detector",):
         from .detector import Detector
         return Detector
-    if name in ("from_pytorch", "from_onnx", "from_darknet", "to_darknet"):
+    if name in ("from_pytorch", "from_onnx", "from_darknet", "to_darknet", "pytorch",
+                "to_pytorch", "to_onnx", "compare"):
         import importlib
         return importlib.import_module("." + name, __name__)   # callable module + CLI
     if name in ("Timer",):

@@ -1,6 +1,9 @@
 """pycaffe odds and ends: layer_type_list (test_layer_type_list.py), Timer,
 caffe.NCCL's argument checks, and the names ``import caffe`` gives."""
 import logging
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -70,3 +73,15 @@ def test_top_level_names():
     import importlib
     assert importlib.import_module("caffe.classifier").Classifier is caffe.Classifier
     assert importlib.import_module("caffe.detector").Detector is caffe.Detector
+
+
+def test_converter_modules_load_on_first_use_after_plain_import():
+    """`import caffe` then `caffe.pytorch.load(...)` etc., as the README writes them."""
+    code = ("import caffe, types\n"
+            "for n in ('pytorch', 'to_pytorch', 'to_onnx', 'compare', 'from_pytorch',\n"
+            "          'from_onnx', 'from_darknet', 'to_darknet'):\n"
+            "    assert isinstance(getattr(caffe, n), types.ModuleType), n\n"
+            "assert callable(caffe.pytorch.load)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, GLOG_minloglevel="2"))
+    assert r.returncode == 0, r.stderr[-2000:]
