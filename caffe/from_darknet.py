@@ -6,7 +6,8 @@ exporters; with weights, every layer is compared with OpenCV's Darknet reader.
 """
 import argparse
 import sys
-import types
+
+from .export.cli import make_module_callable, run_and_report
 
 
 def from_darknet(cfg, weights, prototxt, caffemodel=None, *, target="bvlc", verify=True,
@@ -28,30 +29,13 @@ def main(argv=None):
     parser.add_argument("--rtol", type=float, default=1e-4)
     parser.add_argument("--no-verify", action="store_true")
     args = parser.parse_args(argv)
-    from .export import ExportError, VerificationError
-    try:
-        report = from_darknet(args.cfg, args.weights, args.output + ".prototxt",
-                              args.output + ".caffemodel", target=args.target,
-                              verify=not args.no_verify, rtol=args.rtol)
-    except VerificationError as exc:
-        print(exc.report if exc.report is not None else exc)
-        return 1
-    except ExportError as exc:
-        print("error: %s" % exc, file=sys.stderr)
-        return 1
-    print(report)
-    return 0
-
-
-class _CallableModule(types.ModuleType):
-    """``caffe.from_darknet(...)`` calls the function; the module also runs as a CLI."""
-
-    def __call__(self, *args, **kwargs):
-        return from_darknet(*args, **kwargs)
+    return run_and_report(from_darknet, args.cfg, args.weights, args.output + ".prototxt",
+                          args.output + ".caffemodel", target=args.target,
+                          verify=not args.no_verify, rtol=args.rtol)
 
 
 if __name__ != "__main__":
-    sys.modules[__name__].__class__ = _CallableModule
+    make_module_callable(__name__, from_darknet)
 
 if __name__ == "__main__":
     sys.exit(main())

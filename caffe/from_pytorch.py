@@ -10,7 +10,8 @@ import argparse
 import importlib
 import os
 import sys
-import types
+
+from .export.cli import make_module_callable, run_and_report
 
 
 def from_pytorch(model, example_inputs, prototxt, caffemodel=None, *, target="bvlc",
@@ -79,7 +80,6 @@ def main(argv=None):
     parser.add_argument("--calibration-images", help="verify on images of this folder "
                         "(first input) instead of random noise")
     args = parser.parse_args(argv)
-    from .export import ExportError, VerificationError
     model = _load_factory(args.model)()
     if args.weights:
         model.load_state_dict(torch.load(args.weights, map_location="cpu"))
@@ -88,29 +88,13 @@ def main(argv=None):
     inputs = [torch.randn(s, generator=gen) for s in shapes]
     if args.calibration_images:
         inputs[0] = torch.from_numpy(_calibration_batch(args.calibration_images, shapes[0]))
-    try:
-        report = from_pytorch(model, tuple(inputs), args.output + ".prototxt",
-                              args.output + ".caffemodel", target=args.target,
-                              verify=not args.no_verify, rtol=args.rtol, merge_bn=args.merge_bn)
-    except VerificationError as exc:
-        print(exc.report if exc.report is not None else exc)
-        return 1
-    except ExportError as exc:
-        print("error: %s" % exc, file=sys.stderr)
-        return 1
-    print(report)
-    return 0
-
-
-class _CallableModule(types.ModuleType):
-    """``caffe.from_pytorch(...)`` calls the function; the module also runs as a CLI."""
-
-    def __call__(self, *args, **kwargs):
-        return from_pytorch(*args, **kwargs)
+    return run_and_report(from_pytorch, model, tuple(inputs), args.output + ".prototxt",
+                          args.output + ".caffemodel", target=args.target,
+                          verify=not args.no_verify, rtol=args.rtol, merge_bn=args.merge_bn)
 
 
 if __name__ != "__main__":
-    sys.modules[__name__].__class__ = _CallableModule
+    make_module_callable(__name__, from_pytorch)
 
 if __name__ == "__main__":
     sys.exit(main())

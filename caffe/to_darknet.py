@@ -4,7 +4,8 @@ for nets Darknet can express (conv + BatchNorm/Scale + leaky/relu/relu6/logistic
 max / global average pooling, route, shortcut, nearest upsample, connected, softmax)."""
 import argparse
 import sys
-import types
+
+from .export.cli import make_module_callable
 
 
 def to_darknet(prototxt, caffemodel, cfg, weights=None, *, header=(0, 2, 0, 0)):
@@ -34,15 +35,8 @@ def main(argv=None):
     return 0
 
 
-class _CallableModule(types.ModuleType):
-    """``caffe.to_darknet(...)`` calls the function; the module also runs as a CLI."""
-
-    def __call__(self, *args, **kwargs):
-        return to_darknet(*args, **kwargs)
-
-
 if __name__ != "__main__":
-    sys.modules[__name__].__class__ = _CallableModule
+    make_module_callable(__name__, to_darknet)
 
 if __name__ == "__main__":
     sys.exit(main())
