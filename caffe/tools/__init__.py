@@ -51,3 +51,58 @@ def progress(total, desc, unit='img'):
     """A tqdm bar on stderr, drawn only on a terminal (see ``caffe._progress``)."""
     from .._progress import progress as bar
     return bar(total=total, desc=desc, unit=unit)
+
+
+def guess_encoding(fname, encode_type, encoded):
+    """The image encoding Caffe's dataset tools store: ``encode_type``, or with
+    ``encoded`` and none given, the file's extension (warned when it has none)."""
+    if encoded and not encode_type:
+        dot = fname.rfind('.')
+        if dot < 0:
+            log('W', "Failed to guess the encoding of '{}'".format(fname))
+        return fname[dot + 1:].lower()
+    return encode_type
+
+
+class RecordWriter:
+    """The write loop of Caffe's dataset tools: records keyed
+    ``%08d_<file name>``, a commit and a "Processed N files." line every 1000
+    records and once at the end, a progress bar over the list; the database
+    (and bar) are closed whatever happens, the last commit only on success."""
+
+    EVERY = 1000
+
+    def __init__(self, db, total, desc, show_progress=True):
+        self._db = db
+        self._txn = db.transaction()
+        self._bar = progress(total, desc) if show_progress else None
+        self.count = 0
+
+    def __enter__(self):
+        return self
+
+    def step(self):
+        """One list entry handled (written or skipped)."""
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def put(self, line_id, fname, message):
+        key = '%08d_%s' % (line_id, fname)
+        self._txn.put(key.encode('utf-8', 'surrogateescape'), message.SerializeToString())
+        self.count += 1
+        if self.count % self.EVERY == 0:
+            self._commit()
+
+    def _commit(self):
+        self._txn.commit()
+        log('I', 'Processed {} files.'.format(self.count))
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None and self.count % self.EVERY != 0:
+                self._commit()
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            self._db.close()
+        return False

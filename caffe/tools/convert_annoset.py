@@ -19,7 +19,7 @@ import random
 import sys
 import xml.etree.ElementTree as ET
 
-from caffe.tools import log, parse_command_line, progress
+from caffe.tools import RecordWriter, guess_encoding, log, parse_command_line
 
 USAGE = ('Convert a set of images and annotations to the leveldb/lmdb\n'
          'format used as input for Caffe.\n'
@@ -318,21 +318,12 @@ def convert_annoset(root_folder, listfile, db_name, gray=False, shuffle=False, b
     resize_height, resize_width = max(0, resize_height), max(0, resize_width)
     is_color = not gray
     db = open_db(db_name, backend, 'w')
-    txn = db.transaction()
-    count = 0
     data_size = None
     failed = []
-    bar = progress(len(lines), 'convert_annoset') if show_progress else None
-    try:
+    with RecordWriter(db, len(lines), 'convert_annoset', show_progress) as out:
         for line_id, (fname, second) in enumerate(lines):
-            if bar is not None:
-                bar.update(1)
-            enc = encode_type
-            if encoded and not enc:
-                p = fname.rfind('.')
-                if p < 0:
-                    log('W', "Failed to guess the encoding of '{}'".format(fname))
-                enc = fname[p + 1:].lower()
+            out.step()
+            enc = guess_encoding(fname, encode_type, encoded)
             path = root_folder + fname
             ad = caffe_pb2.AnnotatedDatum()
             label = second if anno_type == 'classification' else -1
@@ -360,20 +351,8 @@ def convert_annoset(root_folder, listfile, db_name, gray=False, shuffle=False, b
                 elif len(ad.datum.data) != data_size:
                     raise ConvertError('Incorrect data field size {} (file {})'
                                        .format(len(ad.datum.data), path))
-            key = '%08d_%s' % (line_id, fname)
-            txn.put(key.encode('utf-8', 'surrogateescape'), ad.SerializeToString())
-            count += 1
-            if count % 1000 == 0:
-                txn.commit()
-                log('I', 'Processed {} files.'.format(count))
-        if count % 1000 != 0:
-            txn.commit()
-            log('I', 'Processed {} files.'.format(count))
-    finally:
-        if bar is not None:
-            bar.close()
-        db.close()
-    return count, failed
+            out.put(line_id, fname, ad)
+    return out.count, failed
 
 
 def main(argv=None):

@@ -15,7 +15,7 @@ import random
 import sys
 
 from caffe._extras import require
-from caffe.tools import log, parse_command_line, progress
+from caffe.tools import RecordWriter, guess_encoding, log, parse_command_line
 
 USAGE = ('Convert a set of images to the leveldb/lmdb\n'
          'format used as input for Caffe.\n'
@@ -188,22 +188,12 @@ def _write_db(root_folder, lines, path, db_name, backend, is_color, resize_heigh
     from caffe.data.db import open_db
     db = open_db(path, backend, 'w')
     log('I', 'Opened {} {}'.format(backend, db_name))
-    txn = db.transaction()
-    count = 0
     data_size = None
     failed = []
-    bar = progress(len(lines), 'convert_imageset') if show_progress else None
-    try:
+    with RecordWriter(db, len(lines), 'convert_imageset', show_progress) as out:
         for line_id, (fname, label) in enumerate(lines):
-            if bar is not None:
-                bar.update(1)
-            enc = encode_type
-            if encoded and not enc:
-                p = fname.rfind('.')
-                if p < 0:
-                    log('W', "Failed to guess the encoding of '{}'"
-                        .format(fname))
-                enc = fname[p + 1:].lower()
+            out.step()
+            enc = guess_encoding(fname, encode_type, encoded)
             path = root_folder + fname
             datum = protoio.schema().Datum()
             if not read_image_to_datum(path, label, resize_height,
@@ -220,21 +210,8 @@ def _write_db(root_folder, lines, path, db_name, backend, is_color, resize_heigh
                         'Incorrect data field size {} (file {})'.format(
                             len(datum.data), data_size, len(datum.data),
                             path))
-            key = '%08d_%s' % (line_id, fname)
-            txn.put(key.encode('utf-8', 'surrogateescape'),
-                    datum.SerializeToString())
-            count += 1
-            if count % 1000 == 0:
-                txn.commit()
-                log('I', 'Processed {} files.'.format(count))
-        if count % 1000 != 0:
-            txn.commit()
-            log('I', 'Processed {} files.'.format(count))
-    finally:
-        if bar is not None:
-            bar.close()
-        db.close()
-    return count, failed
+            out.put(line_id, fname, datum)
+    return out.count, failed
 
 
 def main(argv=None):
