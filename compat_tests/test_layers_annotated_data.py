@@ -196,3 +196,30 @@ def test_errors_name_layer_and_field(tmp_path, monkeypatch):
         'source: "lmdb"', 'source: "%s"' % (tmp_path / "nope")))
     with pytest.raises(Exception, match="anno_test_warp_data"):
         caffe.Net(str(missing), caffe.TEST)
+
+
+def test_train_ranks_read_their_share_of_the_records(tmp_path, monkeypatch):
+    """With N solvers, TRAIN-phase rank r keeps records i % N == r (Caffe's
+    DataLayer::Skip, shared with the Data layer): here a deterministic TRAIN
+    net (the WARP transform only) as rank 1 of 2 sees records 1, 3, 5 of the
+    single-process stream."""
+    monkeypatch.chdir(ANNOSET)
+    text = open("anno_test_warp.prototxt").read().replace("phase: TEST", "phase: TRAIN")
+    proto = tmp_path / "anno_train_warp.prototxt"
+    proto.write_text(text.replace('source: "lmdb"', 'source: "%s"' % os.path.join(ANNOSET, "lmdb"))
+                     .replace('label_map_file: "labelmap.prototxt"',
+                              'label_map_file: "%s"' % os.path.join(ANNOSET, "labelmap.prototxt")))
+    one = caffe.Net(str(proto), caffe.TRAIN)
+    one.forward()
+    first = one.blobs["data"].data.copy()
+    one.forward()
+    stream = np.concatenate([first, one.blobs["data"].data])          # records 0..5
+    try:
+        caffe.set_solver_count(2)
+        caffe.set_solver_rank(1)
+        mine = caffe.Net(str(proto), caffe.TRAIN)
+        mine.forward()
+    finally:
+        caffe.set_solver_count(1)
+        caffe.set_solver_rank(0)
+    np.testing.assert_array_equal(mine.blobs["data"].data, stream[[1, 3, 5]])

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _common
 from .. import ssd_augment as aug
-from .data import DataLayerError, _cursor_advance, _PrefetchingLayer, _SharedDB
+from .data import DataLayerError, _cursor_advance, _CursorLoader, _PrefetchingLayer, _SharedDB, rank_share
 from .registry import register_layer
 
 logger = logging.getLogger("caffe")
@@ -164,42 +164,27 @@ class _ItemTransformer:
         return rows
 
 
-class _AnnoLoader:
+class _AnnoLoader(_CursorLoader):
     """Reads AnnotatedDatums and builds batches in the prefetch thread."""
 
     def __init__(self, layer, db, item_tf, anno_type, output_labels, skip):
-        self.db = db
+        super().__init__(db, layer.source, layer.batch_size, skip, rank_share(layer.phase),
+                         layer.where())
         self.tf = item_tf
-        self.batch_size = layer.batch_size
-        self.source = layer.source
-        self.where = layer.where()
         self.anno_type = anno_type      # None: plain Datum labels
         self.override_type = layer.layer_param.annotated_data_param.HasField("anno_type")
         self.output_labels = output_labels
         self.fit_small = layer.fit_small
-        self.skip = skip
-        self.cursor = None
         from ..proto import caffe_pb2
         self.AnnotatedDatum = caffe_pb2.AnnotatedDatum
 
-    def _error(self, key, message):
-        k = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
-        return DataLayerError("%s, source %r, key %r: %s" % (self.where, self.source, k, message))
-
     def load_batch(self):
-        if self.cursor is None:
-            self.cursor = self.db.cursor()
-            if not self.cursor.valid():
-                raise DataLayerError("%s, source %r: the database is empty"
-                                     % (self.where, self.source))
-            for _ in range(self.skip):
-                _cursor_advance(self.cursor)
-        cur = self.cursor
         ad = self.AnnotatedDatum()
         data = None
         labels = []
         plain = np.zeros(self.batch_size, np.float32)
         for item in range(self.batch_size):
+            cur = self._record()
             key = cur.key()
             try:
                 ad.ParseFromString(cur.value())
@@ -229,21 +214,13 @@ class _AnnoLoader:
             else:
                 labels.append(np.concatenate(
                     [np.full((len(rows), 1), item, np.float32), rows], 1))
-            _cursor_advance(cur)
+            self._next()
         if self.anno_type is None:
             return data, plain
         rows = np.concatenate(labels, 0) if labels else np.zeros((0, 8), np.float32)
         if not len(rows):
             rows = np.full((1, 8), -1, np.float32)
         return data, rows.reshape(1, 1, -1, 8)
-
-    def close(self):
-        if self.cursor is not None:
-            self.cursor.close()
-            self.cursor = None
-        if self.db is not None:
-            self.db.close()
-            self.db = None
 
 
 @register_layer("AnnotatedData")

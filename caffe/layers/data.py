@@ -348,21 +348,30 @@ class _DBHandle:
             pass
 
 
-class _DBLoader:
-    """Reads Datums from a database and transforms them, batch by batch.
-    Runs in the prefetch thread; holds no reference to the layer."""
+def rank_share(phase):
+    """``(solver_count, rank)`` when this process reads only its share of the
+    records (Caffe's ``DataLayer::Skip``: TRAIN phase of a multi-solver run),
+    else None."""
+    if phase == _common.TRAIN and _common.solver_count() > 1:
+        return (_common.solver_count(), _common.solver_rank())
+    return None
 
-    def __init__(self, db, source, batch_size, transformer, skip, keep, where):
+
+class _CursorLoader:
+    """A database cursor read batch by batch in the prefetch thread (holding no
+    reference to the layer): the initial ``rand_skip``, the per-rank record
+    share (rank r of N keeps record i when i % N == r), errors naming the key,
+    and closing.  Subclasses build the batch in ``load_batch``."""
+
+    def __init__(self, db, source, batch_size, skip, keep, where):
         self.db = db
         self.source = source
         self.batch_size = batch_size
-        self.transformer = transformer
         self.skip = skip
         self.keep = keep            # (solver_count, rank) or None: Caffe's Skip()
         self.offset = 0
         self.where = where
         self.cursor = None
-        self.Datum = protoio.schema().Datum
 
     def _error(self, key, message):
         k = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
@@ -372,7 +381,8 @@ class _DBLoader:
         _cursor_advance(self.cursor)
         self.offset += 1
 
-    def load_batch(self):
+    def _record(self):
+        """The cursor at this rank's next record (opened and skipped on first use)."""
         if self.cursor is None:
             self.cursor = self.db.cursor()
             if not self.cursor.valid():
@@ -380,17 +390,37 @@ class _DBLoader:
                                      % (self.where, self.source))
             for _ in range(self.skip):
                 _cursor_advance(self.cursor)
-        cur = self.cursor
+        if self.keep is not None:
+            size, rank = self.keep
+            while self.offset % size != rank:
+                self._next()
+        return self.cursor
+
+    def close(self):
+        if self.cursor is not None:
+            self.cursor.close()
+            self.cursor = None
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+
+class _DBLoader(_CursorLoader):
+    """Reads Datums from a database and transforms them, batch by batch."""
+
+    def __init__(self, db, source, batch_size, transformer, skip, keep, where):
+        super().__init__(db, source, batch_size, skip, keep, where)
+        self.transformer = transformer
+        self.Datum = protoio.schema().Datum
+
+    def load_batch(self):
         tr = self.transformer
         items = []
         labels = np.empty(self.batch_size, dtype=np.float32)
         datum = self.Datum()
         shape = None
         for i in range(self.batch_size):
-            if self.keep is not None:
-                size, rank = self.keep
-                while self.offset % size != rank:
-                    self._next()
+            cur = self._record()
             key = cur.key()
             try:
                 protoio.parse_binary(cur.value(), datum, "the value")
@@ -413,14 +443,6 @@ class _DBLoader:
         except ValueError as exc:
             raise DataLayerError("%s, source %r: %s" % (self.where, self.source, exc)) from None
         return data, labels
-
-    def close(self):
-        if self.cursor is not None:
-            self.cursor.close()
-            self.cursor = None
-        if self.db is not None:
-            self.db.close()
-            self.db = None
 
 
 @register_layer("Data")
@@ -473,11 +495,8 @@ class DataLayer(_PrefetchingLayer):
         top[0].reshape(*shape)
         if self.output_labels:
             top[1].reshape(self.batch_size)
-        keep = None
-        if self.phase == _common.TRAIN and _common.solver_count() > 1:
-            keep = (_common.solver_count(), _common.solver_rank())
-        self._start(_DBLoader(db, self.source, self.batch_size, transformer, skip, keep,
-                              self.where()))
+        self._start(_DBLoader(db, self.source, self.batch_size, transformer, skip,
+                              rank_share(self.phase), self.where()))
 
 
 class _ImageLoader:
