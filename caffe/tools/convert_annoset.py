@@ -53,17 +53,13 @@ class ConvertError(RuntimeError):
 
 
 def read_label_map(path):
-    """A LabelMap prototxt -> the message."""
-    from google.protobuf import text_format
-
-    from caffe.proto import caffe_pb2
-    lm = caffe_pb2.LabelMap()
+    """A LabelMap prototxt -> the message (read through protoio, the one owner
+    of proto files: errors name the file, line and field)."""
+    from caffe import protoio
     try:
-        with open(path) as f:
-            text_format.Merge(f.read(), lm)
-    except (OSError, text_format.ParseError) as e:
+        return protoio.read_text(path, protoio.schema().LabelMap())
+    except (OSError, protoio.CaffeFileError) as e:
         raise ConvertError('Failed to read label map file {}: {}'.format(path, e)) from e
-    return lm
 
 
 def name_to_label(label_map, strict):
