@@ -256,6 +256,27 @@ def test_cli_gpu_flag_two_processes_equal_double_batch_sgd(data_dir):
     assert_params_equal(params_of(resumed.net), params_of(single.net))
 
 
+def test_single_process_snapshot_resumes_in_two_processes(data_dir):
+    """The other direction of "resume across process counts": a snapshot of one
+    process with batch 2B continues under `caffe train -snapshot ... -gpu 0,1`
+    (batch B per rank) exactly as one process restoring it continues (both
+    restart the data from the first record, as Caffe does after a restore)."""
+    first = caffe.get_solver(make_solver(data_dir, "one2b", LENET, SGD, 8))
+    first.step(ITERS)
+    first.snapshot()
+    state = str(data_dir / ("one2b_iter_%d.solverstate" % ITERS))
+    two = make_solver(data_dir, "resume2", LENET, SGD, 4, iters=2 * ITERS)
+    proc, _ = run(["-m", "caffe", "train", "-solver", two, "-snapshot", state, "-gpu", "0,1"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = snapshot_params(str(data_dir / "resume2_net.prototxt"),
+                          str(data_dir / ("resume2_iter_%d.caffemodel" % (2 * ITERS))))
+    one = caffe.get_solver(make_solver(data_dir, "resume1", LENET, SGD, 8, iters=2 * ITERS))
+    one.restore(state)
+    one.step(ITERS)
+    assert one.iter == 2 * ITERS
+    assert_params_equal(got, params_of(one.net))
+
+
 def test_torchrun_two_processes_adam_hdf5_batchnorm(data_dir):
     solver_file = make_solver(data_dir, "trun", BN_NET, ADAM, 4)
     proc, took = run(["-m", "torch.distributed.run", "--nproc_per_node", "2",
