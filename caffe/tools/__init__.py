@@ -41,6 +41,21 @@ _LEVELS = {'I': logging.INFO, 'W': logging.WARNING, 'E': logging.ERROR,
            'F': logging.CRITICAL}
 
 
+def run_tool(prog, usage, spec, argv, min_args, max_args, run, errors):
+    """A dataset tool's ``main``: parse the command line (usage errors exit 1),
+    call ``run(flags, args)``, and turn ``errors`` into one fatal log line and
+    exit code 1, as Caffe's tools end on a failed CHECK."""
+    parsed = parse_command_line(prog, usage, spec, argv, min_args, max_args)
+    if parsed is None:
+        return 1
+    try:
+        run(*parsed)
+    except errors as e:
+        log('F', str(e))
+        return 1
+    return 0
+
+
 def log(level, msg):
     """One glog-style line through caffe's shared logger (so ``GLOG_minloglevel``
     and friends apply); ``level`` is one of 'I', 'W', 'E', 'F'."""

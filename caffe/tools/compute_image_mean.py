@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from caffe._extras import require
-from caffe.tools import log, parse_command_line, progress
+from caffe.tools import log, progress, run_tool
 
 USAGE = ('Compute the mean_image of a set of images given by a leveldb/lmdb\n'
          'Usage:\n'
@@ -147,18 +147,11 @@ def _cpp_float(v):
 
 
 def main(argv=None):
-    parsed = parse_command_line('compute_image_mean', USAGE, FLAGS_SPEC, argv, 1, 2)
-    if parsed is None:
-        return 1
-    flags, args = parsed
     from caffe.data.db import DBError
-    try:
-        compute_image_mean(args[0], args[1] if len(args) == 2 else None,
-                           backend=flags['backend'])
-    except (MeanError, DBError, OSError) as e:
-        log('F', str(e))
-        return 1
-    return 0
+    return run_tool('compute_image_mean', USAGE, FLAGS_SPEC, argv, 1, 2,
+                    lambda flags, args: compute_image_mean(
+                        args[0], args[1] if len(args) == 2 else None, backend=flags['backend']),
+                    (MeanError, DBError, OSError))
 
 
 if __name__ == '__main__':

@@ -19,7 +19,7 @@ import random
 import sys
 import xml.etree.ElementTree as ET
 
-from caffe.tools import RecordWriter, guess_encoding, log, parse_command_line
+from caffe.tools import RecordWriter, guess_encoding, log, run_tool
 
 USAGE = ('Convert a set of images and annotations to the leveldb/lmdb\n'
          'format used as input for Caffe.\n'
@@ -352,17 +352,10 @@ def convert_annoset(root_folder, listfile, db_name, gray=False, shuffle=False, b
 
 
 def main(argv=None):
-    parsed = parse_command_line('convert_annoset', USAGE, FLAGS_SPEC, argv, 3)
-    if parsed is None:
-        return 1
-    flags, args = parsed
-    from caffe.tools._db import DBError
-    try:
-        convert_annoset(args[0], args[1], args[2], **flags)
-    except (ConvertError, DBError, OSError) as e:
-        log('F', str(e))
-        return 1
-    return 0
+    from caffe.data.db import DBError
+    return run_tool('convert_annoset', USAGE, FLAGS_SPEC, argv, 3, None,
+                    lambda flags, args: convert_annoset(*args[:3], **flags),
+                    (ConvertError, DBError, OSError))
 
 
 if __name__ == '__main__':

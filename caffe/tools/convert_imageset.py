@@ -15,7 +15,7 @@ import random
 import sys
 
 from caffe._extras import require
-from caffe.tools import RecordWriter, guess_encoding, log, parse_command_line
+from caffe.tools import RecordWriter, guess_encoding, log, run_tool
 
 USAGE = ('Convert a set of images to the leveldb/lmdb\n'
          'format used as input for Caffe.\n'
@@ -215,17 +215,10 @@ def _write_db(root_folder, lines, path, db_name, backend, is_color, resize_heigh
 
 
 def main(argv=None):
-    parsed = parse_command_line('convert_imageset', USAGE, FLAGS_SPEC, argv, 3)
-    if parsed is None:
-        return 1
-    flags, args = parsed
     from caffe.data.db import DBError
-    try:
-        convert_imageset(args[0], args[1], args[2], **flags)
-    except (ConvertError, DBError, OSError) as e:
-        log('F', str(e))
-        return 1
-    return 0
+    return run_tool('convert_imageset', USAGE, FLAGS_SPEC, argv, 3, None,
+                    lambda flags, args: convert_imageset(*args[:3], **flags),
+                    (ConvertError, DBError, OSError))
 
 
 if __name__ == '__main__':

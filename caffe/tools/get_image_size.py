@@ -10,7 +10,7 @@ file stem, or its id from ``--name_id_file`` (lines ``name id``).
 import os
 import sys
 
-from caffe.tools import log, parse_command_line
+from caffe.tools import log, run_tool
 
 USAGE = ('Get sizes of a set of images.\n'
          'Usage:\n'
@@ -67,16 +67,8 @@ def get_image_size(root_folder, listfile, outfile, name_id_file=''):
 
 
 def main(argv=None):
-    parsed = parse_command_line('get_image_size', USAGE, FLAGS_SPEC, argv, 3)
-    if parsed is None:
-        return 1
-    flags, args = parsed
-    try:
-        get_image_size(args[0], args[1], args[2], **flags)
-    except (SizeError, OSError) as e:
-        log('F', str(e))
-        return 1
-    return 0
+    return run_tool('get_image_size', USAGE, FLAGS_SPEC, argv, 3, None,
+                    lambda flags, args: get_image_size(*args[:3], **flags), (SizeError, OSError))
 
 
 if __name__ == '__main__':
