@@ -1,0 +1,60 @@
+"""oneDNN's fused CPU convolution, for the optimised inference path.
+
+PyTorch ships the kernels its Inductor CPU backend emits when it freezes a
+model (``torch.ops.mkldnn._convolution_pointwise``): a convolution with its
+weights re-ordered once into oneDNN's blocked layout, and a ReLU or an
+elementwise add (+ ReLU) applied inside the same kernel.  On channels-last
+activations this avoids re-ordering the weights on every call and a separate
+pass over the output for each fused op.  Eager PyTorch exposes them only as
+these private ops, so everything here checks that they exist (and the caller
+falls back to ``F.conv2d``) instead of assuming a torch version.
+"""
+import torch
+
+__all__ = ["available", "PackedConv2d"]
+
+
+def _op(name):
+    try:
+        return getattr(torch.ops.mkldnn, name)
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_POINTWISE = _op("_convolution_pointwise")
+_PACK = _op("_reorder_convolution_weight")
+
+
+def available():
+    """Whether this torch build has oneDNN and the fused convolution ops."""
+    return (_POINTWISE is not None and _PACK is not None
+            and torch.backends.mkldnn.is_available())
+
+
+class PackedConv2d:
+    """A 2-D convolution with its weights packed for one input shape at a time
+    (oneDNN picks the blocked layout from the shape; packing is cached)."""
+
+    def __init__(self, weight, bias, stride, pad, dilation, groups):
+        self.weight = weight.contiguous()
+        self.bias = None if bias is None else bias.contiguous()
+        self.stride, self.pad = [int(s) for s in stride], [int(p) for p in pad]
+        self.dilation, self.groups = [int(d) for d in dilation], int(groups)
+        self._packed = {}
+
+    def packed(self, shape):
+        key = tuple(shape)
+        w = self._packed.get(key)
+        if w is None:
+            w = self._packed[key] = _PACK(self.weight, self.pad, self.stride, self.dilation,
+                                          self.groups, list(key))
+        return w
+
+    def __call__(self, x, relu=False, add=None):
+        """``relu(conv(x) + add)`` with either part optional, in one kernel."""
+        w = self.packed(x.shape)
+        if add is None:
+            return _POINTWISE(x, w, self.bias, self.pad, self.stride, self.dilation,
+                              self.groups, "relu" if relu else "none", [], "")
+        return _POINTWISE.binary(x, add, w, self.bias, self.pad, self.stride, self.dilation,
+                                 self.groups, "add", None, "relu" if relu else None, [], "")
