@@ -20,9 +20,12 @@ import subprocess
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+# Net construction logs (pycaffe's default) would bury the tables.
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = {

@@ -1090,10 +1090,10 @@ class Net:
                 padded[name] = np.concatenate([blobs[name][-remainder:], padding])
             yield padded
 
-    def to_pytorch(self, outputs=None):
+    def to_pytorch(self, outputs=None, optimize=False):
         """This net as a ``torch.nn.Module`` (a copy: see ``caffe.pytorch.from_net``)."""
         from .pytorch import from_net
-        return from_net(self, outputs=outputs)
+        return from_net(self, outputs=outputs, optimize=optimize)
 
     def __repr__(self):
         return "<caffe.Net %r: %d layers, %d blobs>" % (self._name, len(self._layers),

@@ -20,6 +20,25 @@ from .naming import blob_names, child_name
 ALIAS_TYPES = frozenset(["Input", "Split"])
 
 
+def bind_inputs(net_name, inputs, args, kwargs):
+    """``{input blob: value}`` from positional (``inputs`` order) and named arguments."""
+    if len(args) > len(inputs):
+        raise TypeError("%s.forward takes %d input blob(s) (%s), got %d positional"
+                        % (net_name, len(inputs), ", ".join(inputs), len(args)))
+    env = dict(zip(inputs, args))
+    for key, value in kwargs.items():
+        if key not in inputs:
+            raise TypeError("%s.forward: %r is not an input blob (inputs: %s)"
+                            % (net_name, key, ", ".join(inputs)))
+        if key in env:
+            raise TypeError("%s.forward: input %r given twice" % (net_name, key))
+        env[key] = value
+    missing = [n for n in inputs if n not in env]
+    if missing:
+        raise TypeError("%s.forward: missing input blob(s) %s" % (net_name, ", ".join(missing)))
+    return env
+
+
 class CaffeModule(nn.Module):
     """A Caffe net as an nn.Module; see :func:`caffe.pytorch.load`."""
 
@@ -73,23 +92,7 @@ class CaffeModule(nn.Module):
 
     # -- running ------------------------------------------------------------
     def _bind_inputs(self, args, kwargs):
-        if len(args) > len(self.inputs):
-            raise TypeError("%s.forward takes %d input blob(s) (%s), got %d positional"
-                            % (self.net_name, len(self.inputs), ", ".join(self.inputs),
-                               len(args)))
-        env = dict(zip(self.inputs, args))
-        for key, value in kwargs.items():
-            if key not in self.input_shapes:
-                raise TypeError("%s.forward: %r is not an input blob (inputs: %s)"
-                                % (self.net_name, key, ", ".join(self.inputs)))
-            if key in env:
-                raise TypeError("%s.forward: input %r given twice" % (self.net_name, key))
-            env[key] = value
-        missing = [n for n in self.inputs if n not in env]
-        if missing:
-            raise TypeError("%s.forward: missing input blob(s) %s" % (self.net_name,
-                                                                      ", ".join(missing)))
-        return env
+        return bind_inputs(self.net_name, self.inputs, args, kwargs)
 
     def forward(self, *args, **kwargs):
         """Inputs positionally (``self.inputs`` order) or by name; ``{output: tensor}``."""
