@@ -60,7 +60,7 @@ def capture(model, example_inputs):
             feed.append(value)
     values = _evaluate(program.graph_module, feed)
     out_node = next(n for n in graph.nodes if n.op == "output")
-    outputs = list(torch.utils._pytree.tree_leaves(out_node.args[0]))
+    outputs = list(torch.utils._pytree.tree_flatten(out_node.args[0])[0])   # no tree_leaves in torch 2.1
     return CapturedGraph(program, graph, values, constants, inputs, outputs)
 
 
