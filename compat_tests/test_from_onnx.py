@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 import caffe  # noqa: E402
 from caffe.export import UnsupportedOpError  # noqa: E402
 from caffe.protoio import read_net_param  # noqa: E402
+from caffe.pytorch.onnx_export import torchscript_exporter  # noqa: E402
 
 
 def torch_to_onnx(model, x, path):
@@ -25,8 +26,8 @@ def torch_to_onnx(model, x, path):
 
 
 def _export(model, x, path):
-    torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17,
-                      input_names=["data"])
+    torch.onnx.export(model, (x,), str(path), opset_version=17, input_names=["data"],
+                      **torchscript_exporter())
     return str(path)
 
 

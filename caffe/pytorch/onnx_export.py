@@ -8,6 +8,7 @@ exporter is used: it needs no extra package (no onnxscript).  Tracing can
 record a wrong graph without complaint, so the command line always checks the
 file in onnxruntime against the module (:func:`run_onnx`).
 """
+import inspect
 import warnings
 
 import torch
@@ -42,7 +43,8 @@ def export(module, path, opset=DEFAULT_OPSET, dynamic_batch=False, inputs=None):
         # check() below is what tells whether the file is right
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(module, inputs, path, dynamo=False, opset_version=int(opset),
+            torch.onnx.export(module, inputs, path, opset_version=int(opset),
+                              **torchscript_exporter(),
                               input_names=list(module.inputs),
                               output_names=list(module.outputs),
                               dynamic_axes=dynamic_axes, do_constant_folding=True)
@@ -50,6 +52,15 @@ def export(module, path, opset=DEFAULT_OPSET, dynamic_batch=False, inputs=None):
             raise ModuleBuildError("%s: torch.onnx.export failed (opset %s): %s: %s"
                                    % (module.net_name, opset, type(exc).__name__, exc)) from exc
     return path
+
+
+def torchscript_exporter():
+    """``torch.onnx.export`` keywords that pick the TorchScript exporter: ``dynamo=False``
+    where torch has the choice (2.5 on; the default from 2.9), nothing before (torch
+    2.1 to 2.4 have only that exporter and no ``dynamo`` keyword)."""
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        return {"dynamo": False}
+    return {}
 
 
 def run_onnx(path, inputs):
