@@ -39,7 +39,10 @@ def bvlc_net_class(tmp_path_factory):
     pool = descriptor_pool.DescriptorPool()
     for f in fds.file:
         pool.Add(f)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("caffe.NetParameter"))
+    desc = pool.FindMessageTypeByName("caffe.NetParameter")
+    if hasattr(message_factory, "GetMessageClass"):
+        return message_factory.GetMessageClass(desc)
+    return message_factory.MessageFactory(pool).GetPrototype(desc)   # protobuf 4.21 has no GetMessageClass
 
 
 def assert_bvlc_only(cls, prefix):

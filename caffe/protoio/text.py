@@ -139,7 +139,10 @@ def _print_message(msg, indent, out):
 
 def _map_entry(fd, key, value):  # pragma: no cover - caffe.proto has no maps
     from google.protobuf import message_factory
-    cls = message_factory.GetMessageClass(fd.message_type)
+    if hasattr(message_factory, "GetMessageClass"):
+        cls = message_factory.GetMessageClass(fd.message_type)
+    else:   # protobuf 4.21 has no GetMessageClass
+        cls = message_factory.MessageFactory().GetPrototype(fd.message_type)
     e = cls()
     e.key = key
     if hasattr(value, "DESCRIPTOR"):
