@@ -30,7 +30,8 @@ def export(model, inputs, tmp_path, name="m", **kw):
 def bvlc_net_class(tmp_path_factory):
     """BVLC master's NetParameter in its own descriptor pool (not our superset)."""
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-    from grpc_tools import protoc
+    protoc = pytest.importorskip("grpc_tools.protoc",
+                                 reason="grpcio-tools (the test extra) compiles BVLC's caffe.proto")
     out = str(tmp_path_factory.mktemp("bvlc") / "caffe.pb")
     rc = protoc.main(["protoc", "-I" + os.path.dirname(BVLC_PROTO),
                       "--descriptor_set_out=" + out, "caffe.proto"])
@@ -315,7 +316,7 @@ def test_cli_runs_as_module(tmp_path):
 
 
 def test_cli_calibration_images(tmp_path, monkeypatch, capsys):
-    from PIL import Image
+    Image = pytest.importorskip("PIL.Image", reason="Pillow (the test extra) writes the images")
 
     from caffe import from_pytorch as cli
     (tmp_path / "zoo_cli.py").write_text(CLI_MODULE)

@@ -732,7 +732,7 @@ def test_load_without_grpc_tools(fork_proto, monkeypatch):
     monkeypatch.setattr(regenerate, "have_protoc", lambda: False)
     with pytest.raises(ImportError) as ei:
         caffe.proto.load(fork_proto)
-    assert "pip install grpcio-tools" in str(ei.value)
+    assert 'pip install "torchcaffe[proto]"' in str(ei.value)
     assert fork_proto in str(ei.value)
 
 
