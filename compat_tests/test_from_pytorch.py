@@ -13,7 +13,13 @@ from export_zoo import ZOO, randomize
 
 import caffe
 from caffe.export import UnsupportedOpError, VerificationError
+from caffe.export.torch_graph import MIN_TORCH
 from caffe.protoio import read_net_param
+
+pytestmark = pytest.mark.skipif(
+    tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) < MIN_TORCH,
+    reason="caffe.from_pytorch needs torch >= %d.%d (this is %s; test_floors.py checks the "
+           "refusal)" % (MIN_TORCH + (torch.__version__,)))
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BVLC_PROTO = os.path.join(HERE, "golden", "bvlc", "caffe.proto")

@@ -15,6 +15,18 @@ import torch
 from .errors import ExportError
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
+# torch 2.1's torch.export names modules (``getattr(L['self'].body, '1')``) and
+# decomposes ops differently from what the mappers read
+MIN_TORCH = (2, 2)
+
+
+def check_torch_version(version=None):
+    """ExportError naming the torch needed when ``version`` (torch's) is too old."""
+    version = version or torch.__version__
+    have = tuple(int(p) for p in version.split("+")[0].split(".")[:2])
+    if have < MIN_TORCH:
+        raise ExportError("PyTorch -> Caffe export needs torch >= %d.%d (torch.export); this is "
+                          "torch %s" % (MIN_TORCH + (version,)))
 
 
 @dataclass
@@ -29,6 +41,7 @@ class CapturedGraph:
 
 def capture(model, example_inputs):
     """Export ``model`` on ``example_inputs`` (a tuple) and evaluate every node."""
+    check_torch_version()
     was_training = model.training
     model.eval()
     try:
