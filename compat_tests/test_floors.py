@@ -1,12 +1,16 @@
-"""The declared dependency floors still work: NumPy 1.26 and protobuf 4.21 (setup.cfg:
-``numpy>=1.26``, ``protobuf>=4.21``) import and run a net, a solver step, and the
-caffemodel/prototxt round trips.
+"""The declared dependency floors still work (setup.cfg: ``torch>=2.1``,
+``numpy>=1.26``, ``protobuf>=4.21``): each check builds a virtual environment with
+the floor versions, then runs a net, a solver step and the caffemodel/prototxt round
+trips in it (:data:`SCRIPT`).
 
-Builds a virtual environment that reuses this interpreter's packages (torch
-included: ``--system-site-packages``) with the floor versions installed over them,
-which needs PyPI and about a minute, so it runs only with ``CAFFE_TEST_FLOORS=1``
-(``.ci/run`` sets it).  The torch floor (2.1) is not tested here: only one CPU
-torch wheel is available on these machines (see README's set-up section).
+- NumPy 1.26.4 and protobuf 4.21.12 over this interpreter's packages (torch included:
+  ``--system-site-packages``); about a minute, needs PyPI: ``CAFFE_TEST_FLOORS=1``.
+- torch 2.1.0 with the same NumPy and protobuf in a plain venv, which also installs the
+  package and runs :data:`TORCH_FLOOR_TESTS` there; PyPI's torch 2.1.0 is a CUDA build
+  (about 2.5 GB with its nvidia-* wheels, 5 GB installed), a few minutes:
+  ``CAFFE_TEST_TORCH_FLOOR=1``.
+
+``.ci/run`` sets both.  ``.ci/matrix`` runs the same checks on other Pythons.
 """
 import os
 import subprocess
@@ -17,16 +21,31 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLOORS = ("numpy==1.26.4", "protobuf==4.21.12")
+TORCH_FLOOR = ("torch==2.1.0",) + FLOORS
+# the test files run under the torch floor: the net, layers, solvers, file formats and
+# the torch-facing parts (CaffeModule, generated code, torch.export capture)
+TORCH_FLOOR_TESTS = (
+    "test_pycaffe_net.py", "test_net_backward.py", "test_layers_common.py",
+    "test_layers_vision.py", "test_layers_loss.py", "test_layers_neuron.py",
+    "test_solvers.py", "test_solver_restore.py", "test_weights.py", "test_proto.py",
+    "test_upgrade.py", "test_pytorch_module.py", "test_pytorch_codegen.py",
+    "test_from_pytorch.py")
+# what those tests import besides the package's own requirements
+TEST_DEPS = ("pytest", "grpcio-tools")
 
 SCRIPT = r'''
 import os, sys, tempfile
 import numpy as np
 import google.protobuf
+import torch
 import caffe
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
-print("numpy", np.__version__, "protobuf", google.protobuf.__version__)
-assert np.__version__ == "1.26.4" and google.protobuf.__version__ == "4.21.12"
+have = {"python": "%d.%d" % sys.version_info[:2], "torch": torch.__version__.split("+")[0],
+        "numpy": np.__version__, "protobuf": google.protobuf.__version__}
+print(" ".join("%s %s" % kv for kv in have.items()))
+for name, version in (kv.split("=") for kv in os.environ["CAFFE_FLOORS_EXPECT"].split()):
+    assert have[name] == version, (name, have[name], version)
 net = caffe.Net("examples/lenet_deploy/deploy.prototxt",
                 "examples/lenet_deploy/lenet.caffemodel", caffe.TEST)
 net.blobs["data"].data[...] = np.random.RandomState(0).rand(1, 1, 28, 28)
@@ -52,8 +71,47 @@ assert solver.iter == 2 and np.isfinite(float(solver.net.blobs["l"].data))
 p = caffe_pb2.NetParameter()
 text_format.Merge(open("examples/lenet_deploy/deploy.prototxt").read(), p)
 assert len(p.layer) == 9
+from caffe.export import ExportError
+from caffe.export.torch_graph import MIN_TORCH
+if tuple(int(v) for v in have["torch"].split(".")[:2]) < MIN_TORCH:   # refused by name
+    try:
+        caffe.from_pytorch(torch.nn.ReLU(), (torch.ones(1, 2),), os.path.join(d, "r.prototxt"),
+                           os.path.join(d, "r.caffemodel"))
+        raise AssertionError("from_pytorch ran on torch " + torch.__version__)
+    except ExportError as exc:
+        assert "needs torch >= %d.%d" % MIN_TORCH in str(exc), exc
+        print("from_pytorch refused:", exc)
 print("floors ok")
 '''
+
+
+def test_from_pytorch_names_the_torch_it_needs():
+    from caffe.export import ExportError
+    from caffe.export.torch_graph import check_torch_version
+    check_torch_version("2.2.0")
+    check_torch_version("2.13.0+cpu")
+    with pytest.raises(ExportError, match=r"needs torch >= 2\.2 .*this is torch 2\.1\.0\+cu121"):
+        check_torch_version("2.1.0+cu121")
+
+
+def expect(pins):
+    """``CAFFE_FLOORS_EXPECT`` for :data:`SCRIPT`: ``numpy==1.26.4`` -> ``numpy=1.26.4``."""
+    return " ".join(p.replace("==", "=") for p in pins)
+
+
+def run_script(py, pins):
+    env = dict(os.environ, PYTHONPATH=ROOT, GLOG_minloglevel="1",
+               CAFFE_FLOORS_EXPECT=expect(pins))
+    r = subprocess.run([py, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert "floors ok" in r.stdout
+
+
+def pip_install(py, args, timeout=900):
+    r = subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+                       + list(args), capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stderr[-3000:]
 
 
 @pytest.mark.skipif(os.environ.get("CAFFE_TEST_FLOORS") != "1",
@@ -64,11 +122,23 @@ def test_numpy_and_protobuf_floors():
         subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv],
                        check=True, timeout=300)
         py = os.path.join(venv, "bin", "python")
-        r = subprocess.run([py, "-m", "pip", "install", "-q"] + list(FLOORS),
-                           capture_output=True, text=True, timeout=900)
-        assert r.returncode == 0, r.stderr[-3000:]
-        env = dict(os.environ, PYTHONPATH=ROOT, GLOG_minloglevel="1")
-        r = subprocess.run([py, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=600)
-        assert r.returncode == 0, r.stdout + r.stderr[-3000:]
-        assert "floors ok" in r.stdout
+        pip_install(py, FLOORS)
+        run_script(py, FLOORS)
+
+
+@pytest.mark.skipif(os.environ.get("CAFFE_TEST_TORCH_FLOOR") != "1",
+                    reason="installs PyPI's torch 2.1.0 (a 2.5 GB CUDA build) in a venv: "
+                           "set CAFFE_TEST_TORCH_FLOOR=1")
+def test_torch_floor():
+    with tempfile.TemporaryDirectory(prefix="caffe_torch_floor_") as tmp:
+        venv = os.path.join(tmp, "venv")
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=300)
+        py = os.path.join(venv, "bin", "python")
+        # the package itself (not editable: its requirements are resolved against
+        # the pins), with the floors and the test runner
+        pip_install(py, (ROOT,) + TORCH_FLOOR + TEST_DEPS, timeout=1800)
+        run_script(py, TORCH_FLOOR)
+        tests = [os.path.join("compat_tests", t) for t in TORCH_FLOOR_TESTS]
+        r = subprocess.run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"] + tests,
+                           cwd=ROOT, capture_output=True, text=True, timeout=1800)
+        assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
