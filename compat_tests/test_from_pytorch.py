@@ -62,6 +62,14 @@ def assert_bvlc_only(cls, prefix):
     assert msg.SerializeToString() == data, "caffemodel has fields BVLC's caffe.proto lacks"
 
 
+def _importable(name):
+    try:
+        __import__(name)
+    except ImportError:
+        return False
+    return True
+
+
 def opencv_outputs(prefix, x, outputs):
     import cv2
     assert hasattr(cv2.dnn, "readNetFromCaffe"), (
@@ -323,6 +331,8 @@ def test_cli_runs_as_module(tmp_path):
 
 def test_cli_calibration_images(tmp_path, monkeypatch, capsys):
     Image = pytest.importorskip("PIL.Image", reason="Pillow (the test extra) writes the images")
+    if not any(_importable(m) for m in ("cv2", "skimage")):
+        pytest.skip("resizing the images needs OpenCV or scikit-image (the test extra)")
 
     from caffe import from_pytorch as cli
     (tmp_path / "zoo_cli.py").write_text(CLI_MODULE)
