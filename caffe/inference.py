@@ -162,7 +162,6 @@ class _Fused:
         self.affines = []           # (index, layer param, layer)
         self.relu = False
         self.add = None             # blob id of the Eltwise SUM's other operand
-        self.last = index           # index of the last layer absorbed
         self.names = [lp.name]
         self.weight = self.bias = None
         self.packed = None          # _onednn.PackedConv2d on the CPU
@@ -292,7 +291,6 @@ class InferencePlan:
                     group.relu = True
                     fused_bottom = bottoms[0]
                 group.names.append(lp.name)
-                group.last = i
                 if tops[0] != fused_bottom:
                     self.fused_blobs[fused_bottom] = group
                 self._retarget(group, tops[0])
