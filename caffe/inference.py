@@ -96,8 +96,12 @@ _USE_COUNT = getattr(torch._C, "_storage_Use_Count", None)
 
 
 def _holders(t):
-    """Number of tensors (plus the probe itself) sharing ``t``'s storage."""
+    """Number of references to ``t``'s storage: the tensors sharing it, plus
+    :data:`_PROBE_REFS` that asking adds (1 or 0 depending on the torch version)."""
     return _USE_COUNT(t.untyped_storage()._cdata)
+
+
+_PROBE_REFS = _holders(torch.zeros(1)) - 1 if _USE_COUNT is not None else 0
 
 
 class _ParamWatch:
@@ -138,7 +142,7 @@ class _ParamWatch:
             watched = True
         else:
             own = 1 + (buf._hv is not None)
-            watched = _holders(host) > own + 1
+            watched = _holders(host) > own + _PROBE_REFS
         return buf, buf.version, (self._fingerprint(buf) if watched else None)
 
     def changed(self):

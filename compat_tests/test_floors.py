@@ -30,7 +30,7 @@ TORCH_FLOOR_TESTS = (
     "test_layers_vision.py", "test_layers_loss.py", "test_layers_neuron.py",
     "test_solvers.py", "test_solver_restore.py", "test_weights.py", "test_proto.py",
     "test_upgrade.py", "test_pytorch_module.py", "test_pytorch_codegen.py",
-    "test_from_pytorch.py")
+    "test_from_pytorch.py", "test_inference.py", "test_pytorch_inference.py")
 # what those tests import besides the package's own requirements
 TEST_DEPS = ("pytest", "grpcio-tools")
 # pip's words for "not to be had here" (network down, no wheel for this Python)
