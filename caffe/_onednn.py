@@ -25,10 +25,13 @@ _POINTWISE = _op("_convolution_pointwise")
 _PACK = _op("_reorder_convolution_weight")
 
 
+_AVAILABLE = (_POINTWISE is not None and _PACK is not None
+              and torch.backends.mkldnn.is_available())
+
+
 def available():
     """Whether this torch build has oneDNN and the fused convolution ops."""
-    return (_POINTWISE is not None and _PACK is not None
-            and torch.backends.mkldnn.is_available())
+    return _AVAILABLE
 
 
 class PackedConv2d:

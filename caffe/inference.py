@@ -169,6 +169,9 @@ class _Fused:
         self.names = [lp.name]
         self.weight = self.bias = None
         self.packed = None          # _onednn.PackedConv2d on the CPU
+        # a 2-D convolution oneDNN's packed kernel can run (on the CPU)
+        self.onednn_conv = (lp.type == "Convolution" and getattr(layer, "_simple", False)
+                            and layer.nsp == 2 and _onednn.available())
 
     def derive(self):
         """Folded weight and bias from the layers' current parameters (copies),
@@ -197,22 +200,17 @@ class _Fused:
         return (blobs[0].data_buffer.compute(dev),
                 blobs[1].data_buffer.compute(dev) if folding.bias_term(self.lp) else None)
 
-    def packable(self):
-        """Whether the channels-last program runs this step as a packed oneDNN kernel."""
-        layer = self.layer
-        return (self.lp.type == "Convolution" and getattr(layer, "_simple", False)
-                and layer.nsp == 2 and _common.compute_device().type == "cpu"
-                and _onednn.available())
-
     def baked_blobs(self, packed):
-        """The parameter blobs this step copied (folded or packed weights)."""
-        if not self.affines and not (packed and self.packable()):
+        """The parameter blobs this step copied (folded weights, or with
+        ``packed`` those the channels-last program packs)."""
+        if not self.affines and not (packed and self.onednn_conv):
             return []
         return list(self.layer.blobs) + [b for _, _, alayer in self.affines
                                          for b in alayer.blobs]
 
     def __call__(self, x, add=None, onednn=False):
-        if onednn and x.dim() == 4 and self.packable():
+        # onednn: the channels-last program, which only runs on the CPU
+        if onednn and self.onednn_conv and x.dim() == 4:
             if self.packed is None:
                 s, p, d = self.layer._args
                 self.packed = _onednn.PackedConv2d(*self.weights(), s, p, d, self.layer.group)
@@ -441,7 +439,8 @@ class InferencePlan:
             return "an intermediate blob of the optimised graph"
         return "fused into %s" % " + ".join(group.names)
 
-    def request(self, names):
+    def computable(self, names):
+        """Blob ids of ``names``; OptimizedBlobError for a blob fused away."""
         ids = set(self.net._blob_index[n] for n in names)
         for bid in ids:
             if bid in self.fused_blobs:
@@ -449,7 +448,11 @@ class InferencePlan:
                     "blob %r was %s by optimize_for_inference and is never computed; call "
                     "net.optimize_for_inference(False) to read it"
                     % (self.net._blob_names[bid], self._why(bid)))
-        self._requested = ids
+        return ids
+
+    def request(self, names):
+        """Keep ``names`` filled by the next forward (``forward(blobs=...)``)."""
+        self._requested = self.computable(names)
 
     def run(self, xs, keep):
         """The tensors of blob ids ``keep`` for input tensors ``xs`` (in
@@ -513,6 +516,7 @@ class InferencePlan:
                     return torch.jit.freeze(traced[0])
 
             out.append(("frozen", frozen))
+
             def onednn():
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)

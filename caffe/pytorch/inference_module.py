@@ -34,9 +34,8 @@ class InferenceModule(nn.Module):
         self.input_shapes = OrderedDict((n, tuple(net.blobs[n].shape)) for n in self.inputs)
         net.optimize_for_inference()
         self.net = net
+        net._inference.computable(self.outputs)   # refuses a blob fused away, by name
         self._output_ids = [net._blob_index[n] for n in self.outputs]
-        net._inference.request(self.outputs)      # refuses a blob fused away, by name
-        net._inference._requested = set()
         self.train(False)
 
     def train(self, mode=True):
