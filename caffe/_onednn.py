@@ -22,6 +22,7 @@ def _op(name):
 
 
 _POINTWISE = _op("_convolution_pointwise")
+_POINTWISE_INTO = _op("_convolution_pointwise_")
 _PACK = _op("_reorder_convolution_weight")
 
 
@@ -53,11 +54,21 @@ class PackedConv2d:
                                           self.groups, list(key))
         return w
 
-    def __call__(self, x, relu=False, add=None):
-        """``relu(conv(x) + add)`` with either part optional, in one kernel."""
+    def __call__(self, x, relu=False, add=None, into_add=False):
+        """``relu(conv(x) + add)`` with either part optional, in one kernel.
+
+        With ``into_add`` the result is written over ``add`` (when this torch
+        has the in-place kernel and ``add`` is channels-last): no new output
+        is allocated and the memory written is already in cache.  The caller
+        guarantees nothing else reads ``add``."""
         w = self.packed(x.shape)
         if add is None:
             return _POINTWISE(x, w, self.bias, self.pad, self.stride, self.dilation,
                               self.groups, "relu" if relu else "none", [], "")
+        unary = "relu" if relu else None
+        if (into_add and _POINTWISE_INTO is not None
+                and add.is_contiguous(memory_format=torch.channels_last)):
+            return _POINTWISE_INTO.binary(add, x, w, self.bias, self.pad, self.stride,
+                                          self.dilation, self.groups, "add", None, unary, [], "")
         return _POINTWISE.binary(x, add, w, self.bias, self.pad, self.stride, self.dilation,
-                                 self.groups, "add", None, "relu" if relu else None, [], "")
+                                 self.groups, "add", None, unary, [], "")

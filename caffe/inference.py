@@ -29,6 +29,7 @@ numpy views kept from earlier) re-derive the folded weights: see
 ``net.optimize_for_inference(False)`` restores the plain path.
 """
 import logging
+import sys
 import time
 import warnings
 
@@ -102,6 +103,24 @@ def _holders(t):
 
 
 _PROBE_REFS = _holders(torch.zeros(1)) - 1 if _USE_COUNT is not None else 0
+
+
+def _env_refs(env, bid):
+    return sys.getrefcount(env[bid])
+
+
+# references to a tensor held by nothing but one slot of the program's
+# environment, as _env_refs counts them (measured, not assumed: how many
+# references the call itself adds differs between Python versions)
+_ENV_ONLY = _env_refs({0: torch.zeros(1)}, 0)
+
+
+def _overwritable(env, bid):
+    """Whether the tensor of blob ``bid`` may be written over: the
+    environment's slot is its only reference and no other tensor (a view, a
+    blob's buffer, a numpy array) shares its memory."""
+    return (_USE_COUNT is not None and _env_refs(env, bid) == _ENV_ONLY
+            and _holders(env[bid]) == 1 + _PROBE_REFS)
 
 
 class _ParamWatch:
@@ -208,13 +227,14 @@ class _Fused:
         return list(self.layer.blobs) + [b for _, _, alayer in self.affines
                                          for b in alayer.blobs]
 
-    def __call__(self, x, add=None, onednn=False):
-        # onednn: the channels-last program, which only runs on the CPU
+    def __call__(self, x, add=None, onednn=False, into_add=False):
+        # onednn: the channels-last program, which only runs on the CPU;
+        # into_add: ``add`` is dead after this step and may take the result
         if onednn and self.onednn_conv and x.dim() == 4:
             if self.packed is None:
                 s, p, d = self.layer._args
                 self.packed = _onednn.PackedConv2d(*self.weights(), s, p, d, self.layer.group)
-            return self.packed(x, relu=self.relu, add=add)
+            return self.packed(x, relu=self.relu, add=add, into_add=into_add)
         layer = self.layer
         w, b = self.weights()
         if self.lp.type != "InnerProduct" and getattr(layer, "_simple", False):
@@ -401,13 +421,20 @@ class InferencePlan:
         def nhwc(x):
             return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
+        dead_after = self._dead_after(set(keep))
+
         def run(*xs):
             env = dict(zip(inputs, map(nhwc, xs) if channels_last else xs))
-            for st in steps:
+            for st, dead in zip(steps, dead_after):
                 if st[0] == "fused":
                     g = st[1]
-                    env[st[3]] = g(env[st[2]], None if g.add is None else env[g.add],
-                                   channels_last)
+                    if g.add is None:
+                        env[st[3]] = g(env[st[2]], None, channels_last)
+                    else:
+                        into = channels_last and g.add in dead and _overwritable(env, g.add)
+                        env[st[3]] = g(env[st[2]], env[g.add], channels_last, into)
+                    for bid in dead:
+                        del env[bid]
                     continue
                 i = st[1]
                 layer = net._layers[i]
@@ -430,8 +457,29 @@ class InferencePlan:
                     outs = [outs]
                 for t, o in zip(tids, outs):
                     env[t] = o
+                for bid in dead:
+                    del env[bid]
             return tuple(env[k] for k in keep)
         return run
+
+    def _dead_after(self, keep):
+        """Per step, the blob ids no later step reads (and not in ``keep``):
+        dropping them at once lets the allocator hand their memory, still in
+        cache, to the next layer's output, as eager PyTorch does."""
+        net = self.net
+        last = {}
+        for k, st in enumerate(self.steps):
+            if st[0] == "fused":
+                used = [st[2], st[3]] + ([] if st[1].add is None else [st[1].add])
+            else:
+                used = net._bottom_id_lists[st[1]] + net._top_id_lists[st[1]]
+            for bid in used:
+                last[bid] = k
+        dead = [[] for _ in self.steps]
+        for bid, k in last.items():
+            if bid not in keep:
+                dead[k].append(bid)
+        return dead
 
     def _why(self, bid):
         group = self.fused_blobs.get(bid)

@@ -307,3 +307,83 @@ def test_unchanged_parameters_are_not_reread_each_forward(monkeypatch):
     fast.forward(**feed)
     fast.forward(**feed)
     assert derived == [1]
+
+
+def _count_in_place_convs(monkeypatch):
+    calls = []
+    into = _onednn._POINTWISE_INTO
+    if into is None:
+        pytest.skip("this torch has no in-place oneDNN convolution")
+
+    class Spy:
+        @staticmethod
+        def binary(*args):
+            calls.append(1)
+            return into.binary(*args)
+    monkeypatch.setattr(_onednn, "_POINTWISE_INTO", Spy)
+    return calls
+
+
+@pytest.mark.skipif(not _onednn.available(), reason="this torch build has no oneDNN")
+def test_residual_result_is_written_over_a_shortcut_nothing_else_reads(monkeypatch):
+    calls = _count_in_place_convs(monkeypatch)
+    param = protoio.parse_text(RESIDUAL, protoio.pb2().NetParameter(), "<test>")
+    plain, fast = _pair(param, program="channels-last oneDNN")
+    feed = _feed(plain)
+    want = plain.forward(blobs=["short"], **feed)
+    _close(want["ip"], fast.forward(**feed)["ip"])     # (compiles: may run twice)
+    del calls[:]
+    _close(want["ip"], fast.forward(**feed)["ip"])
+    assert calls == [1]                        # 'short' is dead after the sum: reused
+    got = fast.forward(blobs=["short"], **feed)
+    del calls[:]
+    got = fast.forward(blobs=["short"], **feed)
+    assert calls == []                         # kept on request: left alone
+    _close(want["short"], got["short"])
+    _close(want["ip"], got["ip"])
+
+
+# The shortcut reaches the sum through a view (Reshape of a 1x1 map) and as
+# itself through a Split, and is read again after the sum: the residual
+# kernel must not write over it.
+SHARED_SHORTCUT = """
+name: "shared_shortcut"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 4 dim: 1 dim: 1 } } }
+layer { name: "short" type: "Convolution" bottom: "data" top: "short" convolution_param { num_output: 8 kernel_size: 1 } }
+layer { name: "view" type: "Reshape" bottom: "short" top: "view" reshape_param { shape { dim: 0 dim: 0 dim: 0 dim: 0 } } }
+layer { name: "half" type: "Power" bottom: "data" top: "half" power_param { scale: 0.5 } }
+layer { name: "conv" type: "Convolution" bottom: "half" top: "conv" convolution_param { num_output: 8 kernel_size: 1 } }
+layer { name: "sum" type: "Eltwise" bottom: "view" bottom: "conv" top: "sum" }
+layer { name: "relu" type: "ReLU" bottom: "sum" top: "sum" }
+layer { name: "conv2" type: "Convolution" bottom: "data" top: "conv2" convolution_param { num_output: 8 kernel_size: 1 } }
+layer { name: "sum2" type: "Eltwise" bottom: "short" bottom: "conv2" top: "sum2" }
+layer { name: "both" type: "Concat" bottom: "sum" bottom: "sum2" bottom: "short" top: "both" }
+"""
+
+
+@pytest.mark.skipif(not _onednn.available(), reason="this torch build has no oneDNN")
+def test_residual_kernel_never_writes_over_memory_something_else_reads():
+    param = protoio.parse_text(SHARED_SHORTCUT, protoio.pb2().NetParameter(), "<test>")
+    plain, fast = _pair(param, program="channels-last oneDNN")
+    feed = _feed(plain)
+    want = plain.forward(**feed)["both"].copy()
+    for _ in range(2):
+        _close(want, fast.forward(**feed)["both"])
+    assert np.array_equal(fast.blobs["data"].data, feed["data"])
+
+
+def test_blobs_are_dropped_after_their_last_reader():
+    """The optimised program frees each intermediate once no later step reads
+    it (memory reuse, as in eager PyTorch); requested blobs are kept."""
+    param = protoio.parse_text(RESIDUAL, protoio.pb2().NetParameter(), "<test>")
+    _, fast = _pair(param, program="eager")
+    plan = fast._inference
+    names = fast._blob_names
+    keep = {fast._blob_index["ip"]}
+    dead = plan._dead_after(keep)
+    step_names = [st[1].names[0] if st[0] == "fused" else fast._layer_names[st[1]]
+                  for st in plan.steps]
+    dropped = {step_names[k]: sorted(names[b] for b in bids) for k, bids in enumerate(dead)}
+    assert dropped == {"data_data_0_split": ["data"], "short": ["data_data_0_split_0"],
+                       "conv": ["data_data_0_split_1", "short"], "pool": ["sum"],
+                       "norm": ["pool"], "ip": ["norm"]}
