@@ -271,6 +271,7 @@ class InferencePlan:
         self.program = program           # None: the fastest that agrees; else only this one
         self.kind = None                 # which program the last compile chose
         self._requested = set()
+        self._stand_ins = {}             # blob id -> _UnfilledBlob shown in its place
         self._traced = {}                # (input shapes, kept blobs, device) -> program
         self._watch = None
         self._build()
@@ -519,22 +520,24 @@ class InferencePlan:
     def forward(self):
         net = self.net
         keep = sorted(self.outputs | self._requested)
+        self._requested = set()
         dev = _common.compute_device()
         outs = self.run([net._blobs[b].data_buffer.compute(dev) for b in self.inputs], keep)
-        for bid in range(len(net._blobs)):
-            blob = net._blobs[bid]
-            if isinstance(blob, _UnfilledBlob):
-                net._blobs[bid] = blob._original
+        blobs = net._blobs
+        swapped = False
         for bid, t in zip(keep, outs):
-            net._blobs[bid].data_buffer.write(t.contiguous())
-        self._requested = set()
-        for bid in range(len(net._blobs)):
-            if bid in keep or bid in self.inputs:
-                continue
-            name = net._blob_names[bid]
-            why = self._why(bid)
-            net._blobs[bid] = _unfilled(name, why, net._blobs[bid])
-        net._blobs_dict = None
+            blob = blobs[bid]
+            if isinstance(blob, _UnfilledBlob):
+                blob = blobs[bid] = blob._original
+                swapped = True
+            blob.data_buffer.write(t.contiguous())
+        kept = set(keep).union(self.inputs)
+        for bid, blob in enumerate(blobs):
+            if bid not in kept and not isinstance(blob, _UnfilledBlob):
+                blobs[bid] = self._stand_in(bid, blob)
+                swapped = True
+        if swapped:
+            net._blobs_dict = None
         loss = 0.0
         for bid in keep:
             w = net._blob_loss_weights[bid]
@@ -625,6 +628,15 @@ class InferencePlan:
         self.kind = best[1]
         self._watch.add(self._baked_blobs(self.kind))
         return best[2]
+
+    def _stand_in(self, bid, blob):
+        """The (cached) _UnfilledBlob shown in place of ``blob`` while this
+        forward leaves it unfilled."""
+        cached = self._stand_ins.get(bid)
+        if cached is None or cached._original is not blob or cached.shape != blob.shape:
+            cached = self._stand_ins[bid] = _unfilled(self.net._blob_names[bid], self._why(bid),
+                                                      blob)
+        return cached
 
     def restore(self):
         net = self.net
