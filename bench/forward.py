@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+import weakref
 
 # Net construction logs (pycaffe's default) would bury the tables.
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -87,12 +88,20 @@ class CaffeNet(nn.Module):
         return F.softmax(F.linear(x, *w["fc8"]), dim=1)
 
 
+_BN_STATS = weakref.WeakKeyDictionary()    # net -> {bn name: (mean, var)}
+
+
 def _bn(net, bn, scale, x):
-    """Caffe's BatchNorm + Scale as a PyTorch user writes it: one F.batch_norm."""
-    p = net.params[bn]
-    sf = float(p[2].data[0])
-    f = 0.0 if sf == 0 else 1.0 / sf
-    mean, var = torch.from_numpy(p[0].data * f), torch.from_numpy(p[1].data * f)
+    """Caffe's BatchNorm + Scale as a PyTorch user writes it: one F.batch_norm,
+    with the running statistics divided by Caffe's scale factor once (a user's
+    module holds them as buffers)."""
+    stats = _BN_STATS.setdefault(net, {})
+    if bn not in stats:
+        p = net.params[bn]
+        sf = float(p[2].data[0])
+        f = 0.0 if sf == 0 else 1.0 / sf
+        stats[bn] = torch.from_numpy(p[0].data * f), torch.from_numpy(p[1].data * f)
+    mean, var = stats[bn]
     g, b = W(net, scale, 0), W(net, scale, 1)
     return F.batch_norm(x, mean, var, g, b, False, 0.0, 1e-5)
 

@@ -345,7 +345,7 @@ class Net:
                 raise FillerError("%s: %s" % (source, exc)) from None
             self._check_counts(layer, lp, where)
             top_ids = self._append_tops(lp, available, where)
-            self._setup_layer(layer, lp, bottom_ids, top_ids, bottom_shapes, where)
+            self._setup_layer(layer, lp, bottom_ids, top_ids, bottom_shapes, where, source)
             if layer.type != lp.type:
                 layer.type = lp.type
             loss_tops = self._set_loss_weights(layer, lp, top_ids, where)
@@ -458,7 +458,7 @@ class Net:
                 self._inputs.append(tid)
         return top_ids
 
-    def _setup_layer(self, layer, lp, bottom_ids, top_ids, bottom_shapes, where):
+    def _setup_layer(self, layer, lp, bottom_ids, top_ids, bottom_shapes, where, source):
         """Caffe's Layer::SetUp: BLOB layers set up on the Blobs, the others
         give their top shapes."""
         bottoms = [self._blobs[b] for b in bottom_ids]
@@ -474,8 +474,8 @@ class Net:
             return
         try:
             shapes = layer.output_shapes(bottom_shapes)
-        except LayerError:
-            raise
+        except LayerError as exc:
+            raise LayerError("%s: %s" % (source, exc)) from None
         except Exception as exc:
             raise NetError("%s: cannot set up the layer for bottom shapes %s: %s"
                            % (where, bottom_shapes, exc)) from exc

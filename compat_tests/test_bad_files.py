@@ -137,3 +137,26 @@ def test_garbage_weights_and_mean_files(tmp_path, content):
             protoio.read_binary(path, protoio.schema().BlobProto())
     else:                                   # an empty file is an empty message
         caffe.Net(net, path, caffe.TEST)
+
+
+@pytest.mark.parametrize("size, kernel, stride, out", [(4, 7, 1, None), (5, 7, 3, (1, 1))])
+def test_pooling_window_larger_than_the_input(tmp_path, size, kernel, stride, out):
+    """Caffe clips a window that only partly fits (one output); a window whose
+    output size is negative is a clear error naming file, layer and field."""
+    net = _write(tmp_path / "net.prototxt",
+                 'layer { name: "data" type: "Input" top: "data" '
+                 'input_param { shape { dim: 1 dim: 2 dim: %d dim: %d } } }\n'
+                 'layer { name: "pool" type: "Pooling" bottom: "data" top: "pool" '
+                 'pooling_param { pool: AVE kernel_size: %d stride: %d } }'
+                 % (size, size, kernel, stride))
+    if out is None:
+        with pytest.raises(LayerError) as exc:
+            caffe.Net(net, caffe.TEST)
+        msg = str(exc.value)
+        assert net in msg and "'pool'" in msg and "pooling_param.kernel_size" in msg, msg
+        return
+    n = caffe.Net(net, caffe.TEST)
+    x = np.random.RandomState(0).rand(1, 2, size, size).astype(np.float32)
+    got = n.forward(data=x)["pool"]
+    assert got.shape[2:] == out
+    np.testing.assert_allclose(got.ravel(), x.mean(axis=(2, 3)).ravel(), rtol=1e-6)

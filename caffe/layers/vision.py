@@ -331,6 +331,9 @@ class _PoolPlan:
                 oh -= 1
             if (ow - 1) * s[1] >= W + p[1]:
                 ow -= 1
+        if oh < 0 or ow < 0:        # Caffe's Blob::Reshape CHECK-fails here
+            raise ValueError("the pooling window %dx%d (pad %d, %d) does not fit the %dx%d "
+                             "input: output size %dx%d" % (k[0], k[1], p[0], p[1], H, W, oh, ow))
         self.out = (oh, ow)
         self.ceil = round_mode == CEIL
         self.native = (method != STOCHASTIC
@@ -495,8 +498,11 @@ class PoolingLayer(CaffeLayer):
         p = self._plans.get(key)
         if p is None:
             k = (H, W) if self.is_global else self.kernel
-            p = _PoolPlan(self.method, H, W, k, self.stride, self.pad, self.round_mode,
-                          self.phase == TRAIN, self.mask)
+            try:
+                p = _PoolPlan(self.method, H, W, k, self.stride, self.pad, self.round_mode,
+                              self.phase == TRAIN, self.mask)
+            except ValueError as exc:
+                raise self.error(str(exc), field="pooling_param.kernel_size") from None
             self._plans[key] = p
         self._last = (key, p)
         return p
