@@ -18,8 +18,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 import weakref
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import best_of, median_of  # noqa: E402
 
 # Net construction logs (pycaffe's default) would bury the tables.
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -206,17 +208,6 @@ def build(model, batch, torch_module=True):
     return net, mod, x
 
 
-def time_it(fn, repeat):
-    fn()
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def param_shapes(net):
     return {name: [list(b.shape) for b in blobs] for name, blobs in net.params.items()}
 
@@ -305,18 +296,6 @@ def _plausible_weights(net):
                 b.data[...] = (torch.randn(shape, generator=rng) * 0.01).numpy()
 
 
-def _median(fn, repeat):
-    fn()
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
-
-
 def optimised(models, repeat, rounds=3, batches=(1, 16)):
     """Net.forward after net.optimize_for_inference() against the hand-written
     eager module, same weights and inputs, medians of interleaved rounds."""
@@ -351,9 +330,9 @@ def optimised(models, repeat, rounds=3, batches=(1, 16)):
             t_pt, t_caffe, t_opt = [], [], []
             for _ in range(rounds):
                 with torch.no_grad():
-                    t_pt.append(_median(lambda: mod(x), repeat))  # noqa: B023 (called at once)
-                t_caffe.append(_median(net.forward, repeat))
-                t_opt.append(_median(fast.forward, repeat))
+                    t_pt.append(median_of(lambda: mod(x), repeat))  # noqa: B023 (called at once)
+                t_caffe.append(median_of(net.forward, repeat))
+                t_opt.append(median_of(fast.forward, repeat))
             t_pt, t_caffe, t_opt = (sorted(t)[len(t) // 2] for t in (t_pt, t_caffe, t_opt))
             print("%-10s %5d %10.1f %10.1f %10.1f %9.2f %9.2f %9.1e   (%s; torch vs caffe %.1e)"
                   % (model, batch, t_pt * 1e3, t_caffe * 1e3, t_opt * 1e3, t_caffe / t_pt,
@@ -384,9 +363,9 @@ def main(argv=None):
             out = net.forward()["prob"]
             err = float((torch.from_numpy(out) - ref).abs().max())
             repeat = args.repeat if model != "caffenet" else max(3, args.repeat // 3)
-            t_caffe = time_it(net.forward, repeat)
+            t_caffe = best_of(net.forward, repeat, warmup=2)
             with torch.no_grad():
-                t_torch = time_it(lambda: mod(x), repeat)  # noqa: B023 (called at once)
+                t_torch = best_of(lambda: mod(x), repeat, warmup=2)  # noqa: B023 (called at once)
             if args.no_memory:
                 m_caffe = m_torch = float("nan")
             else:

@@ -20,6 +20,8 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from _timing import best_of  # noqa: E402
+
 import caffe  # noqa: E402
 import caffe.pytorch  # noqa: E402
 
@@ -28,16 +30,6 @@ MODELS = {
     "cifar10_quick": "cifar10_quick.prototxt",
     "caffenet": "caffenet_deploy.prototxt",
 }
-
-
-def best_of(fn, repeat):
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def run(model, batch, repeat, compile_too):
@@ -52,18 +44,18 @@ def run(model, batch, repeat, compile_too):
     net.blobs[name].data[...] = x
     module = net.to_pytorch().eval()
     xt = torch.from_numpy(x)
-    row = {"net": best_of(net.forward, repeat)}
+    row = {"net": best_of(net.forward, repeat, warmup=1)}
     with torch.no_grad():
         out = module(xt)
         ref = net.blobs[net.outputs[0]].data
         assert np.allclose(out[net.outputs[0]].numpy(), ref, rtol=1e-4, atol=1e-6)
-        row["eager"] = best_of(lambda: module(xt), repeat)
+        row["eager"] = best_of(lambda: module(xt), repeat, warmup=1)
         if compile_too:
             compiled = torch.compile(module)
             t0 = time.perf_counter()
             compiled(xt)
             row["compile_s"] = time.perf_counter() - t0
-            row["compiled"] = best_of(lambda: compiled(xt), repeat)
+            row["compiled"] = best_of(lambda: compiled(xt), repeat, warmup=1)
     return row
 
 

@@ -13,12 +13,16 @@ are checked equal to ours before timing.
 """
 import argparse
 import importlib
-import time
+import os
+import sys
 
 import numpy as np
 import torch
 
 from caffe.kernels import launcher
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import best_of  # noqa: E402
 
 # The package re-exports functions under the modules' names: import the modules.
 roi_mod = importlib.import_module("caffe.kernels.roi_pooling")
@@ -141,15 +145,6 @@ def numpy_psroi_backward(g, geometry, shape, dim, k):
     return out
 
 
-def best_time(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def report(title, ours, others):
     print("%-28s ours %8.1f ms" % (title, ours * 1e3), end="")
     for name, t in others:
@@ -181,16 +176,16 @@ def main():
     for got in (prev, ref):
         np.testing.assert_array_equal(np.asarray(got[0]), top.numpy())
         np.testing.assert_array_equal(np.asarray(got[1]), argmax.numpy())
-    others = [("previous", best_time(lambda: previous_roi_forward(x, rois, ph, pw, ss), args.repeat)),
-              ("numpy", best_time(lambda: numpy_roi_forward(x.numpy(), clipped, ph, pw), 1))]
+    others = [("previous", best_of(lambda: previous_roi_forward(x, rois, ph, pw, ss), args.repeat)),
+              ("numpy", best_of(lambda: numpy_roi_forward(x.numpy(), clipped, ph, pw), 1))]
     if launcher.use_kernels(x.cuda() if torch.cuda.is_available() else x):
         xc, rc = x.cuda(), rois.cuda()
 
         def cuda_run():
             roi_mod.roi_pooling_forward(xc, rc, ph, pw, ss)
             torch.cuda.synchronize()
-        others.append(("cupy kernel", best_time(cuda_run, args.repeat)))
-    report("ROIPooling forward", best_time(lambda: roi_mod._forward_torch(x, rois, ph, pw, ss),
+        others.append(("cupy kernel", best_of(cuda_run, args.repeat)))
+    report("ROIPooling forward", best_of(lambda: roi_mod._forward_torch(x, rois, ph, pw, ss),
                                            args.repeat), others)
 
     g = torch.randn(top.shape)
@@ -199,11 +194,11 @@ def main():
                                ours_b.numpy(), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(numpy_roi_backward(g.numpy(), argmax.numpy(), batch.numpy(), shape),
                                ours_b.numpy(), rtol=1e-5, atol=1e-5)
-    others = [("previous", best_time(lambda: previous_roi_backward(g, argmax, rois, shape),
+    others = [("previous", best_of(lambda: previous_roi_backward(g, argmax, rois, shape),
                                      args.repeat)),
-              ("numpy", best_time(lambda: numpy_roi_backward(g.numpy(), argmax.numpy(),
+              ("numpy", best_of(lambda: numpy_roi_backward(g.numpy(), argmax.numpy(),
                                                              batch.numpy(), shape), 1))]
-    report("ROIPooling backward", best_time(lambda: roi_mod._backward_torch(g, argmax, rois, shape),
+    report("ROIPooling backward", best_of(lambda: roi_mod._backward_torch(g, argmax, rois, shape),
                                             args.repeat), others)
 
     dim, k = 21, 7
@@ -214,15 +209,15 @@ def main():
     np.testing.assert_allclose(numpy_psroi_forward(xp.numpy(), pgeom, dim, k), ptop.numpy(),
                                rtol=1e-4, atol=1e-5)
     report("PSROIPooling forward",
-           best_time(lambda: psroi_mod._forward_torch(xp, rois, dim, k, ss), args.repeat),
-           [("numpy", best_time(lambda: numpy_psroi_forward(xp.numpy(), pgeom, dim, k), 1))])
+           best_of(lambda: psroi_mod._forward_torch(xp, rois, dim, k, ss), args.repeat),
+           [("numpy", best_of(lambda: numpy_psroi_forward(xp.numpy(), pgeom, dim, k), 1))])
     pg = torch.randn(ptop.shape)
     pb = psroi_mod._backward_torch(pg, rois, pshape, dim, k, ss)
     np.testing.assert_allclose(numpy_psroi_backward(pg.numpy(), pgeom, pshape, dim, k), pb.numpy(),
                                rtol=1e-4, atol=1e-5)
     report("PSROIPooling backward",
-           best_time(lambda: psroi_mod._backward_torch(pg, rois, pshape, dim, k, ss), args.repeat),
-           [("numpy", best_time(lambda: numpy_psroi_backward(pg.numpy(), pgeom, pshape, dim, k),
+           best_of(lambda: psroi_mod._backward_torch(pg, rois, pshape, dim, k, ss), args.repeat),
+           [("numpy", best_of(lambda: numpy_psroi_backward(pg.numpy(), pgeom, pshape, dim, k),
                                 1))])
 
 

@@ -432,7 +432,8 @@ class InferencePlan:
                     if g.add is None:
                         env[st[3]] = g(env[st[2]], None, channels_last)
                     else:
-                        into = channels_last and g.add in dead and _overwritable(env, g.add)
+                        into = (channels_last and g.add in dead and g.add != st[2]
+                                and _overwritable(env, g.add))
                         env[st[3]] = g(env[st[2]], env[g.add], channels_last, into)
                     for bid in dead:
                         del env[bid]
