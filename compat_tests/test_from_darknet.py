@@ -50,7 +50,19 @@ YOLOV4_TINY = NET + "".join(
      "[route]\nlayers=-4\n", conv(16, 1), "[upsample]\nstride=2\n", "[route]\nlayers=-1, 23\n",
      conv(32), conv(21, 1, bn=0, act="linear"), yolo("1,2,3")])
 
-CFGS = {"yolov2-tiny": YOLOV2_TINY, "yolov3-tiny": YOLOV3_TINY, "yolov4-tiny": YOLOV4_TINY}
+# YOLOv2 (yolov2-voc.cfg's 32 layers, widths / 16): the passthrough route through
+# [reorg] joins the 4x4 map of layer 16 to the 2x2 head.
+YOLOV2 = NET + "".join(
+    [conv(2), pool(), conv(4), pool(), conv(8), conv(4, 1), conv(8), pool(), conv(16),
+     conv(8, 1), conv(16), pool(), conv(32), conv(16, 1), conv(32), conv(16, 1), conv(32), pool(),
+     conv(64), conv(32, 1), conv(64), conv(32, 1), conv(64), conv(64), conv(64),
+     "[route]\nlayers=-9\n", conv(8, 1), "[reorg]\nstride=2\n", "[route]\nlayers=-1,-4\n",
+     conv(64), conv(5 * 7, 1, bn=0, act="linear"),
+     "[region]\nanchors=1.3221,1.73145, 3.19275,4.00944, 5.05587,8.09892, 9.47112,4.84053, "
+     "11.2364,10.0071\nclasses=2\ncoords=4\nnum=5\nsoftmax=1\n"])
+
+CFGS = {"yolov2-tiny": YOLOV2_TINY, "yolov3-tiny": YOLOV3_TINY, "yolov4-tiny": YOLOV4_TINY,
+        "yolov2": YOLOV2}
 
 
 def random_weights(cfg_path, weights_path, tmp_path, header=(0, 2, 0, 32013312), seed=0):
@@ -100,8 +112,11 @@ def test_errors_name_section_key_and_line(tmp_path):
     with pytest.raises(ExportError, match=r"bad.cfg:12 \[convolutional\] \(layer 1\) key "
                                           r"'activation'.*'selu'"):
         caffe.from_darknet(str(cfg), None, str(tmp_path / "m.prototxt"), verify=False)
-    cfg.write_text(NET + conv(4) + "[reorg]\nstride=2\n")
-    with pytest.raises(ExportError, match=r"\[reorg\] \(layer 1\)"):
+    cfg.write_text(NET + conv(6) + "[reorg]\nstride=2\n")
+    with pytest.raises(ExportError, match=r"\[reorg\] \(layer 1\) key 'stride'.*divisible"):
+        caffe.from_darknet(str(cfg), None, str(tmp_path / "m.prototxt"), verify=False)
+    cfg.write_text(NET + conv(4) + "[reorg]\nstride=2\nreverse=1\n")
+    with pytest.raises(ExportError, match=r"\[reorg\] \(layer 1\) key 'reverse'"):
         caffe.from_darknet(str(cfg), None, str(tmp_path / "m.prototxt"), verify=False)
     cfg.write_text(NET + conv(4))
     weights = tmp_path / "short.weights"
@@ -123,6 +138,8 @@ def test_round_trip_darknet_caffe_darknet_weights_byte_for_byte(name, tmp_path):
                      str(tmp_path / "back.cfg"), str(tmp_path / "back.weights"),
                      header=report.header)
     assert open(str(tmp_path / "back.weights"), "rb").read() == open(weights, "rb").read()
+    back = (tmp_path / "back.cfg").read_text()
+    assert back.count("[reorg]") == CFGS[name].count("[reorg]")
     # the written cfg reads back into the same Caffe net (no [yolo] sections: no weights)
     again = caffe.from_darknet(str(tmp_path / "back.cfg"), str(tmp_path / "back.weights"),
                                str(tmp_path / "again.prototxt"),
@@ -189,3 +206,35 @@ def test_clis_both_ways(tmp_path, capsys):
     (tmp_path / "bad.cfg").write_text(NET + conv(4, act="selu"))
     assert fd.main([str(tmp_path / "bad.cfg"), "-o", str(tmp_path / "bad")]) == 1
     assert "key 'activation'" in capsys.readouterr().err
+
+
+def _darknet_reorg(x, stride):
+    """Darknet's reorg_cpu(..., forward=0) for one image, written from its index formulas."""
+    c, h, w = x.shape
+    inner = c // (stride * stride)
+    flat, out = x.ravel(), np.empty(x.size, x.dtype)
+    for k in range(c):
+        for j in range(h):
+            for i in range(w):
+                c2, offset = k % inner, k // inner
+                w2, h2 = i * stride + offset % stride, j * stride + offset // stride
+                out[i + w * (j + h * k)] = flat[w2 + w * stride * (h2 + h * stride * c2)]
+    return out.reshape(c * stride * stride, h // stride, w // stride)
+
+
+@pytest.mark.parametrize("channels, size, stride", [(8, 4, 2), (18, 6, 3), (4, 2, 2)])
+def test_reorg_is_darknets_permutation_exactly(tmp_path, channels, size, stride):
+    cfg = tmp_path / "r.cfg"
+    cfg.write_text("[net]\nwidth=%d\nheight=%d\nchannels=%d\n[reorg]\nstride=%d\n"
+                   % (size, size, channels, stride))
+    weights = str(tmp_path / "r.weights")
+    darknet_cfg.write_weights(weights, (0, 2, 0, 0), [])       # [reorg] holds no weights
+    caffe.from_darknet(str(cfg), weights, str(tmp_path / "r.prototxt"),
+                       str(tmp_path / "r.caffemodel"), verify=False)
+    net = caffe.Net(str(tmp_path / "r.prototxt"), str(tmp_path / "r.caffemodel"), caffe.TEST)
+    net.blobs["data"].reshape(2, channels, size, size)     # the batch passes through
+    net.reshape()
+    x = np.random.RandomState(1).randn(2, channels, size, size).astype(np.float32)
+    got = net.forward(data=x)["reorg_0"]
+    for b in range(2):
+        assert np.array_equal(got[b], _darknet_reorg(x[b], stride))

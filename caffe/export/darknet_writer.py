@@ -245,6 +245,29 @@ class _Writer:
         self._prev_is(layer)
         self.emit("upsample", [("stride", k)], layer.top[0])
 
+    def on_Reshape(self, layer):
+        """Only as the start of a [reorg] written by from_darknet: Reshape to the
+        (C/s², H·s, W·s) view, the 0/1 gathering Convolution, Reshape."""
+        from .darknet_mappers.route import reorg_gather_weight
+        rest = self.layers[self.pos:self.pos + 2]
+        if len(rest) == 2 and [r.type for r in rest] == ["Convolution", "Reshape"] and \
+                list(rest[0].bottom) == list(layer.top) and list(rest[1].bottom) == list(rest[0].top):
+            conv, out = rest
+            n, c, h, w = self.net.blobs[layer.bottom[0]].shape
+            weight = self.params(conv)[0]
+            s = weight.shape[2]
+            p = conv.convolution_param
+            if (s >= 1 and c % (s * s) == 0 and weight.shape == (c, c // (s * s), s, s)
+                    and not p.bias_term and list(p.stride) in ([s], [s, s]) and not len(p.pad)
+                    and p.group == 1 and np.array_equal(weight, reorg_gather_weight(c, s))
+                    and tuple(self.net.blobs[out.top[0]].shape) == (n, c * s * s, h // s, w // s)):
+                self._prev_is(layer)
+                self.pos += 2
+                self.emit("reorg", [("stride", s)], out.top[0])
+                return
+        self.fail(layer, "Darknet has no reshape (only the Reshape / gathering Convolution / "
+                         "Reshape that from_darknet writes for [reorg])")
+
     def on_Softmax(self, layer):
         self._prev_is(layer)
         self.emit("softmax", [], layer.top[0])

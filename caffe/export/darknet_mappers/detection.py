@@ -1,6 +1,6 @@
 """[yolo] / [region]: the preceding raw feature map is always a net output; targets
 that have them (``any``) also get this package's Yolo / Region layer decoding the
-boxes as Darknet does.  [reorg] has no BVLC layer."""
+boxes as Darknet does."""
 from .. import targets
 from . import SECTIONS
 
@@ -49,7 +49,3 @@ def region(ctx, s):
     ctx.finals.append((ctx.top(), s))
     ctx.produce(ctx.top(), (n, h * w * num, 5 + classes))
 
-
-@SECTIONS.register("reorg")
-def reorg(ctx, s):
-    ctx.refuse("[reorg] (YOLOv2's space-to-depth) has no Caffe layer in this package")

@@ -1,5 +1,9 @@
 """[route] (Concat, with groups/group_id -> Slice), [shortcut] (Eltwise SUM),
-[upsample] (nearest Deconvolution), [dropout], [softmax]."""
+[upsample] (nearest Deconvolution), [reorg] (Reshape, gathering Convolution,
+Reshape), [dropout], [softmax]."""
+import numpy as np
+
+from ...export.emitters import conv as conv_em
 from ...export.emitters import eltwise as elt_em
 from ...export.emitters import shape as shape_em
 from ...export.emitters import softmax as softmax_em
@@ -62,6 +66,45 @@ def upsample(ctx, s):
     n, c, h, w = ctx.shape(ctx.prev())
     ctx._cur_shape = (n, c, h * stride, w * stride)
     nearest(ctx, ctx.prev(), (n, c, h, w), (stride, stride))   # produces the layer's top
+
+
+def reorg_gather_weight(channels, stride):
+    """0/1 weights of the stride x stride, stride-``stride`` convolution inside
+    [reorg]: output channel ``(oy * stride + ox) * inner + c`` picks input
+    channel ``c`` at offset (oy, ox) of each window (``inner`` = channels / stride²)."""
+    inner = channels // (stride * stride)
+    weight = np.zeros((channels, inner, stride, stride), np.float32)
+    for oy in range(stride):
+        for ox in range(stride):
+            for c in range(inner):
+                weight[(oy * stride + ox) * inner + c, c, oy, ox] = 1.0
+    return weight
+
+
+@SECTIONS.register("reorg")
+def reorg(ctx, s):
+    """Darknet's [reorg] (YOLOv2's passthrough) is not a plain space-to-depth: it
+    reads the (C, H, W) input as if it were (C/s², H·s, W·s), moves each s x s
+    window of that view to channels (offset-major), and calls the result
+    (C·s², H/s, W/s).  Written with BVLC layers only: Reshape to the view, a
+    convolution whose 0/1 weights pick one input per output (exact), Reshape."""
+    for key in ("reverse", "flatten", "extra"):
+        if s.get(key, 0, int):
+            ctx.refuse("%s=1 is not supported (only Darknet's default reorg)" % key, key)
+    stride = s.get("stride", 1, int)
+    n, c, h, w = ctx.shape(ctx.prev())
+    if stride < 1 or c % (stride * stride) or h % stride or w % stride:
+        ctx.refuse("stride %d needs channels divisible by %d and a size divisible by %d "
+                   "(input %dx%dx%d)" % (stride, stride * stride, stride, c, h, w), "stride")
+    inner = c // (stride * stride)
+    view, gathered, top = ctx.top("view"), ctx.top("gather"), ctx.top()
+    shape_em.reshape(ctx.net, ctx.name("view"), ctx.bottom(ctx.prev()), view,
+                     [0, inner, h * stride, w * stride])
+    conv_em.convolution(ctx.net, ctx.name("gather"), view, gathered,
+                        reorg_gather_weight(c, stride), None, [stride, stride], [0, 0], [1, 1], 1)
+    out = (n, c * stride * stride, h // stride, w // stride)
+    shape_em.reshape(ctx.net, ctx.name(), gathered, top, [0] + list(out[1:]))
+    ctx.produce(top, out)
 
 
 @SECTIONS.register("dropout")
