@@ -341,6 +341,20 @@ def optimised(models, repeat, rounds=3, batches=(1, 16)):
     return results
 
 
+def machine():
+    """One line naming what the numbers were measured on."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return "%s, %d CPU(s), torch %s (%s kernels, %d threads)" % (
+        model, os.cpu_count() or 0, torch.__version__, torch.backends.cpu.get_cpu_capability(),
+        torch.get_num_threads())
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=10)
@@ -350,6 +364,7 @@ def main(argv=None):
                         help="compare net.optimize_for_inference() with eager PyTorch on "
                              "these models (default: caffenet,googlenet,resnet50,mobilenet)")
     args = parser.parse_args(argv)
+    print(machine())
     if args.optimised:
         return optimised(args.optimised.split(","), max(3, args.repeat // 2))
     print("%-14s %5s %12s %12s %7s %10s %10s %7s" % ("model", "batch", "caffe ms", "torch ms",
