@@ -615,13 +615,17 @@ class InferencePlan:
                 timed = [(0.0,) + agreeing[0]]
             else:
                 # interleaved rounds, best per program: robust to a busy machine
+                # (on a GPU each call is waited for: launches return before the work ends)
+                sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
                 best = [float("inf")] * len(agreeing)
                 for _, fn in agreeing:
                     fn(*xs)                     # warm-up (oneDNN packs on first use)
                 for _ in range(3):
                     for k, (_, fn) in enumerate(agreeing):
+                        sync()
                         t0 = time.perf_counter()
                         fn(*xs)
+                        sync()
                         best[k] = min(best[k], time.perf_counter() - t0)
                 timed = [(t + self._watch_cost(what), what, fn)
                          for t, (what, fn) in zip(best, agreeing)]
