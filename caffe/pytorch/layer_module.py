@@ -74,7 +74,15 @@ class _BlobLayerFunction(torch.autograd.Function):
 
 
 class LayerModule(nn.Module):
-    """A Caffe layer inside a module: ``forward(*bottoms) -> list of tops``."""
+    """A Caffe layer inside a module: ``forward(*bottoms) -> list of tops``.
+
+    ``export_form``: while :func:`caffe.pytorch.onnx_export.export` traces the
+    module, a layer whose own code cannot be traced correctly runs this
+    ``fn(layer, bottoms, params) -> tops`` instead (same numbers, ONNX-friendly
+    ops); None otherwise.
+    """
+
+    export_form = None
 
     def __init__(self, layer, layer_type, num_tops):
         super().__init__()
@@ -100,6 +108,9 @@ class LayerModule(nn.Module):
     def forward(self, *bottoms):
         if self.is_blob_layer:
             return list(_BlobLayerFunction.apply(self, *bottoms))
+        if self.export_form is not None:
+            tops = self.export_form(self.caffe_layer, list(bottoms), self.blob_tensors())
+            return list(tops)
         tops = self.caffe_layer.run(list(bottoms), self.blob_tensors())
         return [tops] if isinstance(tops, torch.Tensor) else list(tops)
 
