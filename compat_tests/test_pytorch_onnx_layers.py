@@ -191,6 +191,17 @@ def test_roi_layers_export_with_a_dynamic_roi_count(tmp_path, key):
     assert ("MaxRoiPool" in ops) == (key == "roi_pooling")
     for seed, count in ((2, 11), (3, 2)):
         _onnx_vs_module(module, out, _feed(module.input_shapes, seed, rois_count=count))
+    assert module.layer("L").export_form is None        # the ONNX form is for the export only
+
+
+def test_roi_pooling_form_refuses_a_scale_onnx_cannot_take(tmp_path):
+    path = tmp_path / "roi0.prototxt"
+    path.write_text(NETS["roi_pooling"].replace("spatial_scale: 0.5", "spatial_scale: 0"))
+    module = caffe.pytorch.load(str(path))
+    with pytest.raises(ModuleBuildError, match="^ROIPooling layer 'L': spatial_scale 0: ONNX "
+                                               "MaxRoiPool needs spatial_scale > 0$"):
+        onnx_export.export(module, str(tmp_path / "roi0.onnx"))
+    assert module.layer("L").export_form is None
 
 
 def test_roi_pooling_negative_bins_are_within_rounding_and_zero_bins_exact(tmp_path):
