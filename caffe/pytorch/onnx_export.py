@@ -149,10 +149,14 @@ def run_onnx(path, inputs):
 
 def exportable_model(module):
     """The plain-torch Model generated for ``module`` when every layer has a code
-    emitter (its graph is simpler and has no autograd Functions), else ``module``."""
+    emitter (its graph is simpler and has no autograd Functions), else ``module``.
+    A net with a layer of :data:`ONNX_FORMS` is traced as ``module``: the forms
+    replace those layers' code on its children, not in generated code."""
     import types
 
     from .codegen import CodegenError, generate
+    if any(t in ONNX_FORMS for t in (getattr(module, "layer_types", None) or {}).values()):
+        return module
     try:
         gen = generate(module)
     except CodegenError:
