@@ -14,7 +14,14 @@ import torch
 from torch import nn
 
 from ..naming import python_identifier
-from . import emit_common, emit_loss, emit_neuron, emit_ssd, emit_vision  # noqa: F401
+from . import (  # noqa: F401
+    emit_common,
+    emit_detection,
+    emit_loss,
+    emit_neuron,
+    emit_ssd,
+    emit_vision,
+)
 from .context import CodegenError, LayerContext
 from .helpers import HELPERS
 from .registry import EMITTERS

@@ -207,3 +207,35 @@ def embed(ctx):
     if "bias" in ctx.blobs:
         expr += " + self.%s.bias" % ctx.attr
     ctx.assign(expr, comment="indices truncated as Caffe's static_cast<int>")
+
+
+@register("ArgMax")
+def argmax(ctx):
+    p = ctx.lp.argmax_param
+    args = ["top_k=%d" % p.top_k] if p.top_k != 1 else []
+    if p.out_max_val:
+        args.append("out_max_val=True")
+    if p.HasField("axis"):
+        args.append("axis=%d" % _axis(ctx, p.axis, len(ctx.bottom_shapes[0]),
+                                      "argmax_param.axis"))
+    fn = ctx.helper("caffe_argmax")
+    ctx.assign("%s(%s)" % (fn, ", ".join([ctx.x] + args)), comment="no gradient in Caffe")
+
+
+@register("BatchReindex")
+def batch_reindex(ctx):
+    ctx.assign("%s.index_select(0, %s.detach().long())" % (ctx.bottoms[0], ctx.bottoms[1]))
+
+
+@register("Filter")
+def filter_(ctx):
+    sel = ctx.bottoms[-1]
+    keep = "torch.nonzero(%s.detach().reshape(-1) != 0).reshape(-1)" % sel
+    data = ctx.bottoms[:-1]
+    if len(data) == 1:
+        ctx.assign("%s.index_select(0, %s)" % (data[0], keep),
+                   comment="items whose selector is nonzero: a data-dependent size")
+        return
+    ctx.writer.forward_lines.append("%s_keep = %s" % (ctx.attr, keep))
+    ctx.assign(", ".join("%s.index_select(0, %s_keep)" % (b, ctx.attr) for b in data),
+               comment="items whose selector is nonzero: a data-dependent size")

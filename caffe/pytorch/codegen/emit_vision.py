@@ -60,8 +60,6 @@ def pooling(ctx):
     mode = {0: "max", 1: "avg"}.get(int(p.pool))
     if mode is None:
         raise ctx.error("STOCHASTIC pooling has no standalone form", field="pooling_param.pool")
-    if len(ctx.tops) > 1:
-        raise ctx.error("the max-pooling mask top has no standalone form", field="top")
     ceil = int(getattr(p, "round_mode", 0)) == 0
     if p.global_pooling:
         kernel = "%s.shape[-2:]" % ctx.x
@@ -70,9 +68,40 @@ def pooling(ctx):
         kernel = spatial(ctx, p, "kernel", 2, 1)
         stride = spatial(ctx, p, "stride", 2, 1)
         pad = spatial(ctx, p, "pad", 2, 0)
+    if len(ctx.tops) > 1:
+        if mode != "max":
+            raise ctx.error("only MAX pooling has a mask top", field="pooling_param.pool")
+        fn = ctx.helper("caffe_max_pool2d_with_mask")
+        ctx.assign("%s(%s, kernel=%s, stride=%s, pad=%s%s)"
+                   % (fn, ctx.x, kernel, stride, pad, "" if ceil else ", ceil_mode=False"),
+                   comment="second top: the argmax mask SegNet's Upsample reads")
+        return
     fn = ctx.helper("caffe_pool2d")
     ctx.assign("%s(%s, %r, kernel=%s, stride=%s, pad=%s%s)"
                % (fn, ctx.x, mode, kernel, stride, pad, "" if ceil else ", ceil_mode=False"))
+
+
+@register("SPP")
+def spp(ctx):
+    p = ctx.lp.spp_param
+    mode = {0: "max", 1: "avg"}.get(int(p.pool))
+    if mode is None:
+        raise ctx.error("STOCHASTIC pooling has no standalone form", field="spp_param.pool")
+    ctx.helper("caffe_pool2d")
+    fn = ctx.helper("caffe_spp")
+    ctx.assign("%s(%s, %d, %r)" % (fn, ctx.x, p.pyramid_height, mode))
+
+
+@register("Im2col")
+def im2col(ctx):
+    p = ctx.lp.convolution_param
+    nd, kernel, stride, pad, dilation = _conv_geometry(ctx, p)
+    if nd != 2:
+        raise ctx.error("only 2 spatial axes are supported in generated code (got %d)" % nd,
+                        field="convolution_param.kernel_size")
+    fn = ctx.helper("caffe_im2col")
+    ctx.assign("%s(%s, axis=1, kernel=%s, stride=%s, pad=%s, dilation=%s)"
+               % (fn, ctx.x, kernel, stride, pad, dilation))
 
 
 @register("LRN")

@@ -197,3 +197,133 @@ class Constant(nn.Module):
                              % (self.made_for, got))
         return self.value
 ''')
+
+helper("caffe_max_pool2d_with_mask", '''
+def caffe_max_pool2d_with_mask(x, kernel, stride, pad, ceil_mode=True):
+    """Caffe's MAX pooling with its mask top: the argmax as h * W + w in the
+    unpadded input (-1 where only padding was seen), as a float tensor."""
+    size = [int(n) for n in x.shape[-2:]]
+    out = []
+    for n, k, s, p in zip(size, kernel, stride, pad):
+        q = (n + 2 * p - k) / s
+        o = (math.ceil(q) if ceil_mode else math.floor(q)) + 1
+        if p and (o - 1) * s >= n + p:
+            o -= 1
+        out.append(o)
+    span = [(o - 1) * s + k for o, s, k in zip(out, stride, kernel)]
+    xp = F.pad(x, (pad[1], span[1] - size[1] - pad[1], pad[0], span[0] - size[0] - pad[0]),
+              value=torch.finfo(x.dtype).min)
+    y, idx = F.max_pool2d(xp, kernel, stride, return_indices=True)
+    h = torch.div(idx, span[1], rounding_mode="floor") - pad[0]
+    w = idx % span[1] - pad[1]
+    inside = (h >= 0) & (h < size[0]) & (w >= 0) & (w < size[1])
+    mask = torch.where(inside, h * size[1] + w, torch.full_like(h, -1))
+    return y, mask.to(x.dtype)
+''')
+
+helper("caffe_argmax", '''
+def caffe_argmax(x, top_k=1, out_max_val=False, axis=None):
+    """Caffe's ArgMax: top_k indices (as floats) of each item, or along ``axis``;
+    ties go to the larger index, as Caffe's descending (value, index) sort does."""
+    dim = 1 if axis is None else axis
+    data = x.reshape(x.shape[0], -1) if axis is None else x
+    n = data.shape[dim]
+    vals, order = torch.sort(data.flip(dim), dim=dim, descending=True, stable=True)
+    vals = vals.narrow(dim, 0, top_k)
+    idx = ((n - 1) - order.narrow(dim, 0, top_k)).to(x.dtype)
+    if axis is not None:
+        return vals if out_max_val else idx
+    shape = [1] * max(x.dim(), 3)
+    shape[0], shape[2] = x.shape[0], top_k
+    if out_max_val:
+        shape[1] = 2
+        return torch.stack([idx, vals], 1).reshape(shape)
+    return idx.reshape(shape)
+''')
+
+helper("caffe_interp", '''
+def _interp_axis(n_in, n_out):
+    """Source rows and weights of DeepLab's corner-aligned resize, in float32."""
+    if n_out > 1:
+        ratio = torch.tensor(n_in - 1, dtype=torch.float32) / torch.tensor(
+            n_out - 1, dtype=torch.float32)
+    else:
+        ratio = torch.tensor(0.0)
+    pos = ratio * torch.arange(n_out, dtype=torch.float32)
+    i0 = pos.long()
+    i1 = i0 + (i0 < n_in - 1).long()
+    w1 = pos - i0.float()
+    return i0, i1, 1.0 - w1, w1
+
+
+def caffe_interp(x, like=None, zoom=None, shrink=None, height=None, width=None,
+                 pad_beg=0, pad_end=0):
+    """DeepLab's Interp: crop by the (non-positive) pads, then a bilinear resize with
+    corners aligned to like's size, height x width, or the zoom/shrink factors."""
+    h_in = x.shape[2] + pad_beg + pad_end
+    w_in = x.shape[3] + pad_beg + pad_end
+    if like is not None:
+        h_out, w_out = like.shape[2], like.shape[3]
+    elif height is not None:
+        h_out, w_out = height, width
+    else:
+        h_out, w_out = h_in, w_in
+        if shrink is not None:
+            h_out, w_out = (h_out - 1) // shrink + 1, (w_out - 1) // shrink + 1
+        if zoom is not None:
+            h_out, w_out = h_out + (h_out - 1) * (zoom - 1), w_out + (w_out - 1) * (zoom - 1)
+    x = x[:, :, -pad_beg:-pad_beg + h_in, -pad_beg:-pad_beg + w_in]
+    if (h_in, w_in) == (h_out, w_out):
+        return x.contiguous()
+    h0, h1, hw0, hw1 = (t.to(x.device) for t in _interp_axis(h_in, h_out))
+    w0, w1, ww0, ww1 = (t.to(x.device) for t in _interp_axis(w_in, w_out))
+    hw0, hw1 = hw0.to(x.dtype).view(-1, 1), hw1.to(x.dtype).view(-1, 1)
+    ww0, ww1 = ww0.to(x.dtype), ww1.to(x.dtype)
+    top, bottom = x.index_select(2, h0), x.index_select(2, h1)
+    return hw0 * (ww0 * top.index_select(3, w0) + ww1 * top.index_select(3, w1)) + \\
+        hw1 * (ww0 * bottom.index_select(3, w0) + ww1 * bottom.index_select(3, w1))
+''')
+
+helper("caffe_unpool", '''
+def caffe_unpool(x, mask, size=None, scale=(2, 2), pad_out=(0, 0)):
+    """SegNet's Upsample: each value goes to the position (h * W + w) its max-pooling
+    mask names in a zero top of ``size`` (or scale x the input, minus pad_out)."""
+    n, c = x.shape[0], x.shape[1]
+    if size is None:
+        size = (x.shape[2] * scale[0] - pad_out[0], x.shape[3] * scale[1] - pad_out[1])
+    idx = mask.reshape(n, c, -1).long()
+    if idx.numel() and bool((idx >= size[0] * size[1]).any()):
+        raise ValueError("upsample top index out of range: check the scale matches the "
+                         "pooling layer that made the mask")
+    top = x.new_zeros((n, c, size[0] * size[1]))
+    return top.scatter(2, idx, x.reshape(n, c, -1)).view(n, c, size[0], size[1])
+''')
+
+helper("caffe_spp", '''
+def caffe_spp(x, pyramid_height, mode):
+    """Caffe's SPP: level l pools into 2^l x 2^l bins (ceil-sized windows, centred
+    padding); the flattened levels are concatenated (one level: the pooled map)."""
+    h, w = int(x.shape[2]), int(x.shape[3])
+    levels = []
+    for level in range(pyramid_height):
+        bins = 2 ** level
+        kh, kw = math.ceil(h / bins), math.ceil(w / bins)
+        pad = ((kh * bins - h + 1) // 2, (kw * bins - w + 1) // 2)
+        levels.append(caffe_pool2d(x, mode, kernel=(kh, kw), stride=(kh, kw), pad=pad))
+    if pyramid_height == 1:
+        return levels[0]
+    return torch.cat([y.reshape(x.shape[0], -1) for y in levels], 1)
+''')
+
+helper("caffe_im2col", '''
+def caffe_im2col(x, axis, kernel, stride, pad, dilation):
+    """Caffe's Im2col over the two axes after ``axis``: (channels x kernel window)
+    columns laid out on the output grid."""
+    lead = x.shape[:axis]
+    x = x.reshape(-1, *x.shape[axis:])
+    n, c, h, w = x.shape
+    oh = (h + 2 * pad[0] - (dilation[0] * (kernel[0] - 1) + 1)) // stride[0] + 1
+    ow = (w + 2 * pad[1] - (dilation[1] * (kernel[1] - 1) + 1)) // stride[1] + 1
+    cols = F.unfold(x, kernel, dilation, pad, stride)
+    return cols.reshape(*lead, c * kernel[0] * kernel[1], oh, ow)
+''')

@@ -1,0 +1,45 @@
+"""Emitters for the detection and segmentation forks' layers: DeepLab's Interp,
+SegNet's Upsample, Fast R-CNN's ROIPooling, R-FCN's PSROIPooling and SSD's
+DetectionOutput."""
+from .registry import register
+
+
+@register("Interp")
+def interp(ctx):
+    p = ctx.lp.interp_param
+    if len(ctx.bottom_shapes[0]) != 4:
+        raise ctx.error("only 4-axis (N, C, H, W) inputs are supported in generated code",
+                        field="bottom")
+    args = []
+    if len(ctx.bottoms) > 1:
+        args.append("like=%s" % ctx.bottoms[1])
+    else:
+        shrink, zoom = p.HasField("shrink_factor"), p.HasField("zoom_factor")
+        if shrink != zoom:
+            args.append("shrink=%d" % p.shrink_factor if shrink else "zoom=%d" % p.zoom_factor)
+        elif p.HasField("height") and p.HasField("width"):
+            args.append("height=%d, width=%d" % (p.height, p.width))
+        else:
+            args.append("zoom=%d, shrink=%d" % (p.zoom_factor, p.shrink_factor))
+    if p.pad_beg or p.pad_end:
+        args.append("pad_beg=%d, pad_end=%d" % (p.pad_beg, p.pad_end))
+    fn = ctx.helper("caffe_interp")
+    ctx.assign("%s(%s)" % (fn, ", ".join([ctx.x] + args)))
+
+
+@register("Upsample")
+def upsample(ctx):
+    p = ctx.lp.upsample_param
+    if p.HasField("upsample_h") and p.HasField("upsample_w"):
+        args = "size=(%d, %d)" % (p.upsample_h, p.upsample_w)
+    else:
+        if p.HasField("scale_h"):
+            scale = (int(p.scale_h), int(p.scale_w))
+        else:
+            scale = (int(p.scale),) * 2
+        args = "scale=%s" % (scale,)
+        pad = (int(bool(p.pad_out_h)), int(bool(p.pad_out_w)))
+        if any(pad):
+            args += ", pad_out=%s" % (pad,)
+    fn = ctx.helper("caffe_unpool")
+    ctx.assign("%s(%s, %s, %s)" % (fn, ctx.bottoms[0], ctx.bottoms[1], args))
