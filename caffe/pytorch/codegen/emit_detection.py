@@ -43,3 +43,22 @@ def upsample(ctx):
             args += ", pad_out=%s" % (pad,)
     fn = ctx.helper("caffe_unpool")
     ctx.assign("%s(%s, %s, %s)" % (fn, ctx.bottoms[0], ctx.bottoms[1], args))
+
+
+@register("ROIPooling")
+def roi_pooling(ctx):
+    p = ctx.lp.roi_pooling_param
+    ctx.helper("c_round")
+    fn = ctx.helper("caffe_roi_pool")
+    ctx.assign("%s(%s, %s, %d, %d, spatial_scale=%r)"
+               % (fn, ctx.bottoms[0], ctx.bottoms[1], p.pooled_h, p.pooled_w, p.spatial_scale))
+
+
+@register("PSROIPooling")
+def psroi_pooling(ctx):
+    p = ctx.lp.psroi_pooling_param
+    ctx.helper("c_round")
+    fn = ctx.helper("caffe_psroi_pool")
+    ctx.assign("%s(%s, %s, %d, %d, spatial_scale=%r)"
+               % (fn, ctx.bottoms[0], ctx.bottoms[1], p.output_dim, p.group_size,
+                  p.spatial_scale))

@@ -327,3 +327,82 @@ def caffe_im2col(x, axis, kernel, stride, pad, dilation):
     cols = F.unfold(x, kernel, dilation, pad, stride)
     return cols.reshape(*lead, c * kernel[0] * kernel[1], oh, ow)
 ''')
+
+helper("c_round", '''
+def c_round(x):
+    """C's round(): halves away from zero (in float64, exact for float32 inputs)."""
+    x = x.to(torch.float64)
+    return torch.sign(x) * torch.floor(x.abs() + 0.5)
+''')
+
+helper("caffe_roi_pool", '''
+def caffe_roi_pool(x, rois, pooled_h, pooled_w, spatial_scale):
+    """Fast R-CNN's ROIPooling: the max of each bin of each ROI (rows [batch, x1, y1,
+    x2, y2] scaled then rounded); an empty bin is 0, NaNs never win."""
+    n, c, h, w = x.shape
+    r = rois.detach().reshape(-1, 5).to(torch.float32)
+    batch = r[:, 0].long()
+    if bool(((batch < 0) | (batch >= n)).any()):
+        raise ValueError("ROIPooling: roi batch index out of range [0, %d)" % n)
+    box = c_round(r[:, 1:5] * torch.tensor(spatial_scale, dtype=torch.float32)).long()
+    x1, y1, x2, y2 = box.unbind(1)
+    bin_h = torch.clamp(y2 - y1 + 1, min=1).float() / float(pooled_h)
+    bin_w = torch.clamp(x2 - x1 + 1, min=1).float() / float(pooled_w)
+    ph = torch.arange(pooled_h, dtype=torch.float32)
+    pw = torch.arange(pooled_w, dtype=torch.float32)
+    hs = (torch.floor(ph[None] * bin_h[:, None]).long() + y1[:, None]).clamp(0, h)
+    he = (torch.ceil((ph[None] + 1) * bin_h[:, None]).long() + y1[:, None]).clamp(0, h)
+    ws = (torch.floor(pw[None] * bin_w[:, None]).long() + x1[:, None]).clamp(0, w)
+    we = (torch.ceil((pw[None] + 1) * bin_w[:, None]).long() + x1[:, None]).clamp(0, w)
+    x = x.masked_fill(torch.isnan(x), -float("inf"))
+    lowest = torch.finfo(torch.float32).min
+    top = x.new_zeros((r.shape[0], c, pooled_h, pooled_w))
+    for i, b in enumerate(batch.tolist()):
+        for p in range(pooled_h):
+            h0, h1 = int(hs[i, p]), int(he[i, p])
+            for q in range(pooled_w):
+                w0, w1 = int(ws[i, q]), int(we[i, q])
+                if h1 > h0 and w1 > w0:
+                    top[i, :, p, q] = x[b, :, h0:h1, w0:w1].amax((1, 2)).clamp(min=lowest)
+    return top
+''')
+
+helper("caffe_psroi_pool", '''
+def caffe_psroi_pool(x, rois, output_dim, group_size, spatial_scale):
+    """R-FCN's PSROIPooling: bin (i, j) of output channel d averages input channel
+    (d * k + i) * k + j over the bin (float64 summed-area table); empty bins are 0."""
+    n, c, h, w = x.shape
+    k = group_size
+    r = rois.detach().reshape(-1, 5).to(torch.float32)
+    batch = r[:, 0].long()
+    if bool(((batch < 0) | (batch >= n)).any()):
+        raise ValueError("PSROIPooling: roi batch index out of range [0, %d)" % n)
+    scale = torch.tensor(spatial_scale, dtype=torch.float32)
+    rnd = c_round(r[:, 1:5]).to(torch.float32)
+    x1, y1 = rnd[:, 0] * scale, rnd[:, 1] * scale
+    x2, y2 = (rnd[:, 2] + 1) * scale, (rnd[:, 3] + 1) * scale
+    bin_h = torch.clamp(y2 - y1, min=0.1) / float(k)
+    bin_w = torch.clamp(x2 - x1, min=0.1) / float(k)
+    g = torch.arange(k, dtype=torch.float32)
+    hs = torch.floor(g[None] * bin_h[:, None] + y1[:, None]).long().clamp(0, h)
+    he = torch.ceil((g[None] + 1) * bin_h[:, None] + y1[:, None]).long().clamp(0, h)
+    ws = torch.floor(g[None] * bin_w[:, None] + x1[:, None]).long().clamp(0, w)
+    we = torch.ceil((g[None] + 1) * bin_w[:, None] + x1[:, None]).long().clamp(0, w)
+    gi = torch.arange(k)
+    chan = (torch.arange(output_dim)[:, None, None] * k + gi[None, :, None]) * k \\
+        + gi[None, None, :]
+    sat = x.new_zeros((n, c, h + 1, w + 1), dtype=torch.float64)
+    sat[:, :, 1:, 1:] = x.to(torch.float64).cumsum(2).cumsum(3)
+    flat = sat.reshape(-1)
+    base = (batch[:, None, None, None] * c + chan[None]) * ((h + 1) * (w + 1))
+    hs, he = hs[:, None, :, None], he[:, None, :, None]
+    ws, we = ws[:, None, None, :], we[:, None, None, :]
+
+    def at(hh, ww):
+        return flat[base + hh * (w + 1) + ww]
+    total = at(he, we) - at(hs, we) - at(he, ws) + at(hs, ws)
+    area = ((he - hs) * (we - ws)).to(torch.float64)
+    empty = (he <= hs) | (we <= ws)
+    top = torch.where(empty, torch.zeros_like(total), total / area.clamp(min=1))
+    return top.to(x.dtype)
+''')
