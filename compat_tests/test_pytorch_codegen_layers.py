@@ -104,6 +104,61 @@ case("psroi_pooling", 'layer { name: "L" type: "PSROIPooling" bottom: "x" bottom
      x=rand(2, 18, 6, 5), rois=ROIS)
 
 
+# -- SSD's DetectionOutput (data-dependent number of rows)
+def priors(p, rng=np.random.RandomState(11)):
+    """(1, 2, p * 4): p boxes in [0, 1] and their variances."""
+    xy = rng.rand(p, 2) * 0.7
+    wh = rng.rand(p, 2) * 0.3 + 0.05
+    boxes = np.concatenate([xy, xy + wh], 1).reshape(-1)
+    var = np.tile([0.1, 0.1, 0.2, 0.2], p)
+    return np.stack([boxes, var])[None].astype(np.float32)
+
+
+def det_case(name, param, p=12, classes=4, loc_classes=1, num=2, conf=None):
+    rng = np.random.RandomState(len(name))
+    if conf is None:
+        conf = rng.rand(num, p * classes)
+    case(name, 'layer { name: "L" type: "DetectionOutput" bottom: "loc" bottom: "conf" '
+         'bottom: "prior" top: "y" detection_output_param { num_classes: %d %s } }'
+         % (classes, param), loc=rng.randn(num, p * loc_classes * 4) * 0.5, conf=conf,
+         prior=priors(p))
+
+
+det_case("detout_center_keep_top_k", "nms_param { nms_threshold: 0.3 top_k: 6 } "
+         "code_type: CENTER_SIZE keep_top_k: 5 confidence_threshold: 0.3")
+det_case("detout_corner_noshare", "share_location: false background_label_id: 1 "
+         "nms_param { nms_threshold: 0.5 } code_type: CORNER confidence_threshold: 0.6",
+         loc_classes=4)
+det_case("detout_corner_size_var_in_target", "nms_param { nms_threshold: 0.45 } "
+         "code_type: CORNER_SIZE variance_encoded_in_target: true keep_top_k: 100")
+det_case("detout_eta_no_threshold", "nms_param { nms_threshold: 0.7 eta: 0.8 top_k: 20 } "
+         "keep_top_k: 7 background_label_id: -1", classes=2)
+det_case("detout_nothing_found", "nms_param { nms_threshold: 0.45 } confidence_threshold: 0.5",
+         num=3, conf=np.full((3, 12 * 4), 0.25))
+det_case("detout_score_ties", "nms_param { nms_threshold: 0.2 top_k: 5 } keep_top_k: 4",
+         conf=np.round(np.random.RandomState(2).rand(2, 12 * 4), 1))
+case("ssd_head", """
+layer { name: "conv" type: "Convolution" bottom: "x" top: "feat"
+  convolution_param { num_output: 4 kernel_size: 3 pad: 1 weight_filler { type: "xavier" } } }
+layer { name: "loc" type: "Convolution" bottom: "feat" top: "loc"
+  convolution_param { num_output: 8 kernel_size: 1 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "loc_perm" type: "Permute" bottom: "loc" top: "loc_perm" permute_param { order: 0 order: 2 order: 3 order: 1 } }
+layer { name: "loc_flat" type: "Flatten" bottom: "loc_perm" top: "loc_flat" }
+layer { name: "conf" type: "Convolution" bottom: "feat" top: "conf"
+  convolution_param { num_output: 6 kernel_size: 1 weight_filler { type: "gaussian" std: 1 } } }
+layer { name: "conf_perm" type: "Permute" bottom: "conf" top: "conf_perm" permute_param { order: 0 order: 2 order: 3 order: 1 } }
+layer { name: "conf_flat" type: "Flatten" bottom: "conf_perm" top: "conf_flat" }
+layer { name: "prior" type: "PriorBox" bottom: "feat" bottom: "x" top: "prior"
+  prior_box_param { min_size: 8 max_size: 16 clip: true variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 } }
+layer { name: "conf_r" type: "Reshape" bottom: "conf_flat" top: "conf_r" reshape_param { shape { dim: 0 dim: -1 dim: 3 } } }
+layer { name: "conf_s" type: "Softmax" bottom: "conf_r" top: "conf_s" softmax_param { axis: 2 } }
+layer { name: "conf_f" type: "Flatten" bottom: "conf_s" top: "conf_f" }
+layer { name: "det" type: "DetectionOutput" bottom: "loc_flat" bottom: "conf_f" bottom: "prior" top: "det"
+  detection_output_param { num_classes: 3 nms_param { nms_threshold: 0.45 top_k: 40 }
+    code_type: CENTER_SIZE keep_top_k: 20 confidence_threshold: 0.4
+    save_output_param { output_directory: "unused" } } }""", x=rand(2, 3, 6, 6))
+
+
 def _module(tmp_path, name, text, phase):
     path = tmp_path / (name + ".prototxt")
     path.write_text(text)

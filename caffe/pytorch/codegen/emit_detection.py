@@ -62,3 +62,30 @@ def psroi_pooling(ctx):
     ctx.assign("%s(%s, %s, %d, %d, spatial_scale=%r)"
                % (fn, ctx.bottoms[0], ctx.bottoms[1], p.output_dim, p.group_size,
                   p.spatial_scale))
+
+
+@register("DetectionOutput")
+def detection_output(ctx):
+    """save_output_param, visualize and a fourth bottom are ignored, as the runtime does."""
+    p = ctx.lp.detection_output_param
+    nms = p.nms_param
+    args = ["num_classes=%d" % p.num_classes]
+    if not p.share_location:
+        args.append("share_location=False")
+    args.append("background_label_id=%d" % p.background_label_id)
+    args.append("code_type=%d" % p.code_type)
+    if p.variance_encoded_in_target:
+        args.append("variance_in_target=True")
+    if p.HasField("confidence_threshold"):
+        args.append("confidence_threshold=%r" % p.confidence_threshold)
+    args.append("nms_threshold=%r" % nms.nms_threshold)
+    if nms.eta != 1:
+        args.append("eta=%r" % nms.eta)
+    if nms.HasField("top_k"):
+        args.append("top_k=%d" % nms.top_k)
+    args.append("keep_top_k=%d" % p.keep_top_k)
+    for name in ("ssd_decode", "ssd_iou", "ssd_nms"):
+        ctx.helper(name)
+    fn = ctx.helper("ssd_detection_output")
+    ctx.assign("%s(%s, %s)" % (fn, ", ".join(ctx.bottoms[:3]), ", ".join(args)),
+               comment="rows [image, label, score, xmin, ymin, xmax, ymax]")

@@ -406,3 +406,106 @@ def caffe_psroi_pool(x, rois, output_dim, group_size, spatial_scale):
     top = torch.where(empty, torch.zeros_like(total), total / area.clamp(min=1))
     return top.to(x.dtype)
 ''')
+
+helper("ssd_decode", '''
+def ssd_decode(loc, prior, var, code_type, variance_in_target=False):
+    """SSD's DecodeBBox for (P, 4) offsets against (P, 4) priors: CORNER (1),
+    CENTER_SIZE (2) or CORNER_SIZE (3), float32 step by step as Caffe's CPU code."""
+    v = torch.ones_like(var) if variance_in_target else var
+    if code_type == 1:
+        return prior + v * loc
+    pw = prior[:, 2] - prior[:, 0]
+    ph = prior[:, 3] - prior[:, 1]
+    if code_type == 3:
+        return prior + (v * loc) * torch.stack([pw, ph, pw, ph], -1)
+    pcx = ((prior[:, 0].double() + prior[:, 2]) / 2.0).float()
+    pcy = ((prior[:, 1].double() + prior[:, 3]) / 2.0).float()
+    cx = (v[:, 0] * loc[:, 0]) * pw + pcx
+    cy = (v[:, 1] * loc[:, 1]) * ph + pcy
+    w = torch.exp(v[:, 2] * loc[:, 2]) * pw
+    h = torch.exp(v[:, 3] * loc[:, 3]) * ph
+    cx, cy, w, h = cx.double(), cy.double(), w.double(), h.double()
+    return torch.stack([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0], -1).float()
+''')
+
+helper("ssd_iou", '''
+def ssd_iou(b):
+    """Pairwise Jaccard overlap of (K, 4) normalized boxes (SSD's form: no +1)."""
+    x1, y1, x2, y2 = b.unbind(1)
+    w, h = x2 - x1, y2 - y1
+    size = torch.where((w < 0) | (h < 0), torch.zeros_like(w), w * h)
+    disjoint = ((x1[None, :] > x2[:, None]) | (x2[None, :] < x1[:, None])
+                | (y1[None, :] > y2[:, None]) | (y2[None, :] < y1[:, None]))
+    iw = torch.minimum(x2[:, None], x2[None, :]) - torch.maximum(x1[:, None], x1[None, :])
+    ih = torch.minimum(y2[:, None], y2[None, :]) - torch.maximum(y1[:, None], y1[None, :])
+    iw = iw.masked_fill(disjoint, 0)
+    ih = ih.masked_fill(disjoint, 0)
+    inter = iw * ih
+    iou = inter / ((size[:, None] + size[None, :]) - inter)
+    return torch.where((iw > 0) & (ih > 0), iou, torch.zeros_like(iou))
+''')
+
+helper("ssd_nms", '''
+def ssd_nms(boxes, scores, score_threshold, nms_threshold, eta=1.0, top_k=-1):
+    """SSD's ApplyNMSFast: indices above score_threshold, best first (top_k of
+    them), each kept unless it overlaps a kept box by more than the threshold."""
+    cand = torch.nonzero(scores > score_threshold).reshape(-1)
+    order = cand[torch.sort(scores[cand], descending=True, stable=True)[1]]
+    if top_k > -1:
+        order = order[:top_k]
+    if order.numel() == 0:
+        return []
+    iou = ssd_iou(boxes[order]).tolist()
+    thr = torch.tensor(nms_threshold, dtype=torch.float32)
+    kept = []
+    for j in range(order.numel()):
+        if all(iou[j][k] <= float(thr) for k in kept):
+            kept.append(j)
+            if eta < 1 and float(thr) > 0.5:
+                thr = thr * torch.tensor(eta, dtype=torch.float32)
+    return [int(order[j]) for j in kept]
+''')
+
+helper("ssd_detection_output", '''
+def ssd_detection_output(loc, conf, prior, num_classes, share_location=True,
+                         background_label_id=0, code_type=2, variance_in_target=False,
+                         confidence_threshold=None, nms_threshold=0.3, eta=1.0, top_k=-1,
+                         keep_top_k=-1):
+    """SSD's DetectionOutput: decode, per-class NMS, keep_top_k by score; rows
+    [image, label, score, xmin, ymin, xmax, ymax] in a (1, 1, K, 7) tensor, K data
+    dependent (no detection at all: one row of -1 per image)."""
+    device, num = loc.device, loc.shape[0]
+    prior = prior.detach().float().cpu().reshape(-1)
+    p = prior.numel() // 8
+    boxes_p, vars_p = prior[:p * 4].reshape(p, 4), prior[p * 4:p * 8].reshape(p, 4)
+    loc_classes = 1 if share_location else num_classes
+    loc = loc.detach().float().cpu().reshape(num, p, loc_classes, 4)
+    conf = conf.detach().float().cpu().reshape(num, p, num_classes)
+    if confidence_threshold is None:
+        confidence_threshold = -torch.finfo(torch.float32).max
+    rows = []
+    for i in range(num):
+        decoded = [ssd_decode(loc[i, :, c], boxes_p, vars_p, code_type, variance_in_target)
+                   for c in range(loc_classes)]
+        kept = {}
+        for c in range(num_classes):
+            if c != background_label_id:
+                kept[c] = ssd_nms(decoded[0 if share_location else c], conf[i, :, c],
+                                  confidence_threshold, nms_threshold, eta, top_k)
+        if keep_top_k > -1 and sum(len(k) for k in kept.values()) > keep_top_k:
+            scored = [(float(conf[i, j, c]), c, j) for c in sorted(kept) for j in kept[c]]
+            scored.sort(key=lambda t: -t[0])
+            kept = {}
+            for _, c, j in scored[:keep_top_k]:
+                kept.setdefault(c, []).append(j)
+        for c in sorted(kept):
+            boxes = decoded[0 if share_location else c]
+            for j in kept[c]:
+                rows.append(torch.cat([torch.tensor([i, c, float(conf[i, j, c])]), boxes[j]]))
+    if not rows:
+        out = torch.full((num, 7), -1.0)
+        out[:, 0] = torch.arange(num, dtype=torch.float32)
+    else:
+        out = torch.stack(rows)
+    return out.to(device).view(1, 1, -1, 7)
+''')
