@@ -159,6 +159,21 @@ layer { name: "det" type: "DetectionOutput" bottom: "loc_flat" bottom: "conf_f" 
     save_output_param { output_directory: "unused" } } }""", x=rand(2, 3, 6, 6))
 
 
+# -- Darknet decoders
+case("yolo_masked_two_tops", 'layer { name: "L" type: "Yolo" bottom: "x" top: "y" top: "map" '
+     'yolo_param { anchors: [10, 13, 16, 30, 33, 23, 30, 61] mask: [1, 3] classes: 3 '
+     'net_width: 64 net_height: 48 scale_x_y: 1.05 thresh: 0.25 } }', x=rand(2, 16, 3, 4))
+case("yolo_defaults", 'layer { name: "L" type: "Yolo" bottom: "x" top: "y" '
+     'yolo_param { anchors: [10, 13, 16, 30] classes: 2 net_width: 32 net_height: 32 } }',
+     x=rand(1, 14, 2, 2))
+case("region_softmax", 'layer { name: "L" type: "Region" bottom: "x" top: "y" '
+     'region_param { anchors: [1.08, 1.19, 3.42, 4.41] classes: 4 num: 2 thresh: 0.1 } }',
+     x=rand(2, 18, 3, 5))
+case("region_logistic_two_tops", 'layer { name: "L" type: "Region" bottom: "x" top: "y" '
+     'top: "map" region_param { anchors: [0.57, 0.67, 1.87, 2.06, 3.3, 5.47] classes: 2 num: 3 '
+     'softmax: false } }', x=rand(1, 21, 4, 4))
+
+
 def _module(tmp_path, name, text, phase):
     path = tmp_path / (name + ".prototxt")
     path.write_text(text)

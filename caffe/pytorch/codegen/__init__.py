@@ -16,6 +16,7 @@ from torch import nn
 from ..naming import python_identifier
 from . import (  # noqa: F401
     emit_common,
+    emit_darknet,
     emit_detection,
     emit_loss,
     emit_neuron,

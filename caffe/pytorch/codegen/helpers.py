@@ -509,3 +509,35 @@ def ssd_detection_output(loc, conf, prior, num_classes, share_location=True,
         out = torch.stack(rows)
     return out.to(device).view(1, 1, -1, 7)
 ''')
+
+helper("darknet_boxes", '''
+def darknet_boxes(x, anchors, classes, softmax=False, net_size=None, scale_xy=1.0,
+                  thresh=0.0, with_map=False):
+    """Darknet's [yolo] / [region] output: one row per (cell, anchor), row
+    (y * W + x) * A + a, holding cx, cy, w, h relative to the image, the objectness
+    and objectness * class probability (0 unless above thresh); with_map: also the
+    activated map Darknet's layer outputs."""
+    n, _, h, w = x.shape
+    a, cell = len(anchors), 5 + classes
+    m = x.view(n, a, cell, h, w)
+    scale_xy = float(torch.tensor(scale_xy, dtype=torch.float32))    # the proto's float32
+    xy = torch.sigmoid(m[:, :, 0:2]) * scale_xy - 0.5 * (scale_xy - 1)
+    wh = m[:, :, 2:4]
+    obj = torch.sigmoid(m[:, :, 4:5])
+    cls = torch.softmax(m[:, :, 5:], 2) if softmax else torch.sigmoid(m[:, :, 5:])
+    norm_w, norm_h = (float(w), float(h)) if net_size is None else net_size
+    anchor = torch.tensor(anchors, dtype=torch.float32).to(x.device, x.dtype)
+    gx = torch.arange(w, dtype=x.dtype, device=x.device).view(1, 1, 1, w)
+    gy = torch.arange(h, dtype=x.dtype, device=x.device).view(1, 1, h, 1)
+    cx = (xy[:, :, 0] + gx) / w
+    cy = (xy[:, :, 1] + gy) / h
+    bw = torch.exp(wh[:, :, 0]) * anchor[:, 0].view(1, a, 1, 1) / norm_w
+    bh = torch.exp(wh[:, :, 1]) * anchor[:, 1].view(1, a, 1, 1) / norm_h
+    probs = obj * cls
+    probs = torch.where(probs > thresh, probs, torch.zeros_like(probs))
+    boxes = torch.cat([torch.stack([cx, cy, bw, bh], 2), obj, probs], 2)
+    rows = boxes.permute(0, 3, 4, 1, 2).reshape(n, h * w * a, cell)
+    if not with_map:
+        return rows
+    return rows, torch.cat([xy, wh, obj, cls], 2).view(n, a * cell, h, w)
+''')
