@@ -174,10 +174,39 @@ case("region_logistic_two_tops", 'layer { name: "L" type: "Region" bottom: "x" t
      'softmax: false } }', x=rand(1, 21, 4, 4))
 
 
+# -- losses and Accuracy beyond the golden cases' settings
+LABELS = np.array([0, 2, 1, 2, 3, 0], np.float32)
+case("sigmoid_xent_ignore_valid", 'layer { name: "L" type: "SigmoidCrossEntropyLoss" '
+     'bottom: "x" bottom: "t" top: "loss" loss_param { ignore_label: -1 normalization: VALID } }',
+     x=rand(3, 4) * 3, t=np.array([[0, 1, -1, 1], [1, -1, 0, 0], [0, 0, 1, -1]], np.float32))
+case("infogain_source_ignore_prob", 'layer { name: "L" type: "InfogainLoss" bottom: "x" '
+     'bottom: "label" top: "loss" top: "prob" loss_weight: 1 loss_weight: 0 infogain_loss_param { source: "{dir}/H.binaryproto" '
+     'axis: 1 } loss_param { ignore_label: 3 normalization: FULL } }', x=rand(6, 4),
+     label=LABELS)
+case("infogain_spatial", 'layer { name: "L" type: "InfogainLoss" bottom: "x" bottom: "label" '
+     'bottom: "H" top: "loss" }', x=rand(2, 3, 2, 2),
+     label=np.array([[[0, 1], [2, 2]], [[1, 0], [0, 2]]], np.float32), H=np.abs(rand(3, 3)))
+case("hinge_l2", 'layer { name: "L" type: "HingeLoss" bottom: "x" bottom: "label" top: "loss" '
+     'hinge_loss_param { norm: L2 } }', x=rand(6, 4), label=LABELS)
+case("smooth_l1_sigma_weights", 'layer { name: "L" type: "SmoothL1Loss" bottom: "p" bottom: "t" '
+     'bottom: "wi" bottom: "wo" top: "loss" smooth_l1_loss_param { sigma: 3.1 } }',
+     p=rand(2, 8), t=rand(2, 8), wi=np.abs(rand(2, 8)), wo=np.abs(rand(2, 8)))
+case("smooth_l1_legacy_weight", 'layer { name: "L" type: "SmoothL1Loss" bottom: "p" bottom: "t" '
+     'bottom: "w" top: "loss" }', p=rand(3, 4) * 2, t=rand(3, 4), w=np.abs(rand(3, 4)))
+case("accuracy_top2_axis2", 'layer { name: "L" type: "Accuracy" bottom: "x" bottom: "label" '
+     'top: "acc" top: "per_class" accuracy_param { top_k: 2 axis: 2 } }',
+     x=np.round(rand(2, 3, 4), 0), label=np.array([[0, 3, 1], [2, 2, 0]], np.float32))
+
+
 def _module(tmp_path, name, text, phase):
     path = tmp_path / (name + ".prototxt")
     path.write_text(text)
     return caffe.pytorch.load(str(path), phase=phase)
+
+
+def _write_infogain(path):
+    blob = caffe.io.array_to_blobproto(np.abs(rand(1, 1, 4, 4)) + np.eye(4, dtype=np.float32))
+    path.write_bytes(blob.SerializeToString())
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +214,9 @@ def ran(tmp_path_factory):
     """name -> (module outputs, generated outputs) for CASES."""
     out = tmp_path_factory.mktemp("gen_layers")
     expected = {}
+    _write_infogain(out / "H.binaryproto")
     for name, (text, feed, phase) in CASES.items():
-        module = _module(out, name, text, phase)
+        module = _module(out, name, text.replace("{dir}", str(out)), phase)
         write(module, str(out / (name + ".py")), source=name + ".prototxt")
         with torch.no_grad():
             res = module(**{k: torch.from_numpy(v) for k, v in feed.items()})

@@ -1,4 +1,5 @@
-"""Emitters for the loss layers deploy and fine-tuning nets use."""
+"""Emitters for the loss layers (forward values; autograd differentiates them) and
+Accuracy."""
 from .registry import register
 
 _NORMALIZATION = {0: "FULL", 1: "VALID", 2: "BATCH_SIZE", 3: "NONE"}
@@ -34,3 +35,83 @@ def contrastive_loss(ctx):
     ctx.assign("%s(%s, %s, %s, margin=%r, legacy_version=%r)"
                % (fn, ctx.bottoms[0], ctx.bottoms[1], ctx.bottoms[2], p.margin,
                   bool(p.legacy_version)))
+
+
+def _mode(ctx, default, legacy=True):
+    lp = ctx.lp.loss_param
+    if lp.HasField("normalization"):
+        return _NORMALIZATION[int(lp.normalization)]
+    if legacy and lp.HasField("normalize"):
+        return "VALID" if lp.normalize else "BATCH_SIZE"
+    return default
+
+
+def _ignore(ctx):
+    lp = ctx.lp.loss_param
+    return int(lp.ignore_label) if lp.HasField("ignore_label") else None
+
+
+@register("SigmoidCrossEntropyLoss")
+def sigmoid_xent_loss(ctx):
+    ctx.helper("caffe_loss_normalizer")
+    fn = ctx.helper("caffe_sigmoid_xent_loss")
+    ctx.assign("%s(%s, %s, ignore_label=%r, normalization=%r)"
+               % (fn, ctx.bottoms[0], ctx.bottoms[1], _ignore(ctx), _mode(ctx, "BATCH_SIZE")))
+
+
+@register("MultinomialLogisticLoss")
+def multinomial_logistic_loss(ctx):
+    fn = ctx.helper("caffe_multinomial_logistic_loss")
+    ctx.assign("%s(%s, %s)" % (fn, ctx.bottoms[0], ctx.bottoms[1]))
+
+
+@register("InfogainLoss")
+def infogain_loss(ctx):
+    p = ctx.lp.infogain_loss_param
+    if len(ctx.bottoms) > 2:
+        matrix = ctx.bottoms[2]
+    else:              # read from infogain_loss_param.source now: written into the file
+        matrix = "self.%s_infogain" % ctx.attr
+        h = ctx.child.caffe_layer.infogain
+        ctx.init("self.register_buffer(%r, torch.tensor(%r).reshape(%s), persistent=False)"
+                 % (ctx.attr + "_infogain", h.reshape(-1).tolist(), tuple(h.shape)))
+    ctx.helper("caffe_loss_normalizer")
+    fn = ctx.helper("caffe_infogain_loss")
+    axis = p.axis + len(ctx.bottom_shapes[0]) if p.axis < 0 else p.axis
+    ctx.assign("%s(%s, %s, %s, axis=%d, ignore_label=%r, normalization=%r%s)"
+               % (fn, ctx.bottoms[0], ctx.bottoms[1], matrix, axis, _ignore(ctx),
+                  _mode(ctx, "VALID", legacy=False),
+                  ", with_prob=True" if len(ctx.tops) > 1 else ""))
+
+
+@register("HingeLoss")
+def hinge_loss(ctx):
+    fn = ctx.helper("caffe_hinge_loss")
+    l2 = int(ctx.lp.hinge_loss_param.norm) == 2
+    ctx.assign("%s(%s, %s%s)" % (fn, ctx.bottoms[0], ctx.bottoms[1], ", l2=True" if l2 else ""))
+
+
+@register("SmoothL1Loss")
+def smooth_l1_loss(ctx):
+    fn = ctx.helper("caffe_smooth_l1_loss")
+    b = ctx.bottoms
+    if len(b) == 3:           # fast-rcnn / SSD's older form: one weight, no sigma
+        ctx.assign("%s(%s, %s, legacy_weight=%s)" % (fn, b[0], b[1], b[2]))
+        return
+    extra = ", inside=%s, outside=%s" % (b[2], b[3]) if len(b) == 4 else ""
+    ctx.assign("%s(%s, %s%s, sigma=%r)"
+               % (fn, b[0], b[1], extra, ctx.lp.smooth_l1_loss_param.sigma))
+
+
+@register("Accuracy")
+def accuracy(ctx):
+    p = ctx.lp.accuracy_param
+    axis = p.axis + len(ctx.bottom_shapes[0]) if p.axis < 0 else p.axis
+    args = ["axis=%d" % axis, "top_k=%d" % p.top_k]
+    if p.HasField("ignore_label"):
+        args.append("ignore_label=%d" % p.ignore_label)
+    if len(ctx.tops) > 1:
+        args.append("per_class=True")
+    fn = ctx.helper("caffe_accuracy")
+    ctx.assign("%s(%s, %s, %s)" % (fn, ctx.bottoms[0], ctx.bottoms[1], ", ".join(args)),
+               comment="no gradient in Caffe")

@@ -541,3 +541,127 @@ def darknet_boxes(x, anchors, classes, softmax=False, net_size=None, scale_xy=1.
         return rows
     return rows, torch.cat([xy, wh, obj, cls], 2).view(n, a * cell, h, w)
 ''')
+
+helper("caffe_loss_normalizer", '''
+def caffe_loss_normalizer(mode, outer, inner, valid_count):
+    """Caffe's get_normalizer() for a loss, at least 1."""
+    if mode == "FULL":
+        return float(max(1, outer * inner))
+    if mode == "BATCH_SIZE":
+        return float(max(1, outer))
+    if mode == "NONE":
+        return 1.0
+    return valid_count.clamp(min=1) if torch.is_tensor(valid_count) else float(max(1, valid_count))
+''')
+
+helper("caffe_sigmoid_xent_loss", '''
+def caffe_sigmoid_xent_loss(x, target, ignore_label=None, normalization="BATCH_SIZE"):
+    """Caffe's SigmoidCrossEntropyLoss in its stable form
+    x (t - [x >= 0]) - log(1 + exp(x - 2 x [x >= 0])), summed, negated, normalised."""
+    t = target.detach().reshape(x.shape).to(x.dtype)
+    pos = (x >= 0).to(x.dtype)
+    elem = x * (t - pos) - torch.log1p(torch.exp(x - 2 * x * pos))
+    outer = x.shape[0] if x.dim() else 1
+    inner = x.numel() // outer if outer else 0
+    count = x.numel()
+    if ignore_label is not None:
+        valid = target.detach().long().reshape(x.shape) != ignore_label
+        elem = elem * valid
+        count = valid.sum().to(x.dtype)
+    return -elem.sum() / caffe_loss_normalizer(normalization, outer, inner, count)
+''')
+
+helper("caffe_multinomial_logistic_loss", '''
+def caffe_multinomial_logistic_loss(prob, label):
+    """Caffe's MultinomialLogisticLoss: mean -log(max(prob[label], 1e-20)) over items."""
+    num = prob.shape[0]
+    picked = prob.reshape(num, -1).gather(1, label.detach().long().reshape(num, 1))
+    return -picked.clamp(min=1e-20).log().sum() / num
+''')
+
+helper("caffe_infogain_loss", '''
+def caffe_infogain_loss(x, label, infogain, axis=1, ignore_label=None, normalization="VALID",
+                        with_prob=False):
+    """Caffe's InfogainLoss: -sum over positions of H[label] . log(max(softmax(x), 1e-20)),
+    normalised (with_prob: also the softmax, Caffe's optional second top)."""
+    prob = torch.softmax(x, dim=axis)
+    c = x.shape[axis]
+    outer, inner = math.prod(x.shape[:axis]), math.prod(x.shape[axis + 1:])
+    lab = label.detach().long().reshape(outer, inner)
+    h = infogain.detach().reshape(c, c).to(x.dtype)
+    count = outer * inner
+    valid = None
+    if ignore_label is not None:
+        valid = lab != ignore_label
+        lab = torch.where(valid, lab, torch.zeros_like(lab))
+    terms = h[lab].permute(0, 2, 1) * prob.reshape(outer, c, inner).clamp(min=1e-20).log()
+    per_position = terms.sum(1)
+    if valid is not None:
+        per_position = per_position * valid
+        count = valid.sum().to(x.dtype)
+    loss = -per_position.sum() / caffe_loss_normalizer(normalization, outer, inner, count)
+    return (loss, prob) if with_prob else loss
+''')
+
+helper("caffe_hinge_loss", '''
+def caffe_hinge_loss(x, label, l2=False):
+    """Caffe's HingeLoss: sum of max(0, 1 -+ x) (+ for the true class), or its
+    squares (L2), over the items, divided by their number."""
+    num = x.shape[0]
+    x2 = x.reshape(num, -1)
+    sign = torch.ones_like(x2).scatter(1, label.detach().long().reshape(num, 1), -1.0)
+    t = (1 + sign * x2).clamp(min=0)
+    return ((t * t).sum() if l2 else t.sum()) / num
+''')
+
+helper("caffe_smooth_l1_loss", '''
+def caffe_smooth_l1_loss(pred, target, inside=None, outside=None, sigma=1.0, legacy_weight=None):
+    """Smooth L1 summed over the items, divided by their number: py-faster-rcnn's
+    sigma form with inside/outside weights, or fast-rcnn's (legacy_weight) form."""
+    num = pred.shape[0] if pred.dim() else 1
+    sigma = float(torch.tensor(sigma, dtype=torch.float32))      # the proto's float32
+    diff = pred - target.reshape(pred.shape)
+    if legacy_weight is not None:
+        d = legacy_weight.detach().reshape(pred.shape) * diff
+        ad = d.abs()
+        return torch.where(ad < 1, 0.5 * d * d, ad - 0.5).sum() / num
+    s2 = sigma * sigma
+    if inside is not None:
+        diff = inside.detach().reshape(pred.shape) * diff
+    ad = diff.abs()
+    f = torch.where(ad < 1.0 / s2, (0.5 * s2) * diff * diff, ad - 0.5 / s2)
+    if outside is not None:
+        f = outside.detach().reshape(pred.shape) * f
+    return f.sum() / num
+''')
+
+helper("caffe_accuracy", '''
+def caffe_accuracy(x, label, axis=1, top_k=1, ignore_label=None, per_class=False):
+    """Caffe's Accuracy: the share of positions whose label scores among the top_k
+    (ties count against it); per_class: also each class's accuracy."""
+    x = x.detach()
+    c = x.shape[axis]
+    outer, inner = math.prod(x.shape[:axis]), math.prod(x.shape[axis + 1:])
+    x3 = x.reshape(outer, c, inner)
+    lab = label.detach().long().reshape(outer, 1, inner)
+    valid = None
+    count = torch.tensor(outer * inner, device=x.device)
+    if ignore_label is not None:
+        valid = (lab != ignore_label).reshape(outer, inner)
+        lab = torch.where(lab != ignore_label, lab, torch.zeros_like(lab))
+        count = valid.sum()
+    better = (x3 >= x3.gather(1, lab)).sum(1) - 1
+    correct = better < top_k
+    if valid is not None:
+        correct = correct & valid
+    acc = correct.sum().to(x.dtype)
+    acc = torch.where(count > 0, acc / count.clamp(min=1).to(x.dtype), torch.zeros_like(acc))
+    if not per_class:
+        return acc
+    flat = lab.reshape(-1)
+    weight = torch.ones(flat.shape, dtype=x.dtype, device=x.device) if valid is None \\
+        else valid.reshape(-1).to(x.dtype)
+    totals = x.new_zeros(c).index_add_(0, flat, weight)
+    hits = x.new_zeros(c).index_add_(0, flat, correct.reshape(-1).to(x.dtype))
+    return acc, torch.where(totals > 0, hits / totals.clamp(min=1), torch.zeros_like(totals))
+''')
