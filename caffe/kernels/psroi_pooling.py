@@ -8,6 +8,7 @@ Public API::
     PSROIPoolingFunction.apply(features, rois, output_dim, group_size, spatial_scale)
 """
 import torch
+import torch.nn.functional as F
 
 from . import launcher
 from .roi_pooling import c_round
@@ -74,9 +75,9 @@ def _forward_torch(features, rois, output_dim, group_size, spatial_scale):
         return (features.new_zeros((0, output_dim, k, k)),
                 torch.zeros((0, output_dim, k, k), dtype=torch.int32, device=features.device))
     chan, plane, hs, he, ws, we = _bin_index(rois, output_dim, k, features.shape, spatial_scale)
-    sat = features.new_zeros((N, C, H + 1, W + 1), dtype=torch.float64)
-    sat[:, :, 1:, 1:] = features.to(torch.float64).cumsum(2).cumsum(3)
-    flat = sat.view(-1)
+    # summed-area table with a zero first row and column (made by padding, not by
+    # filling a slice in place, so that torch's tracer records it as computed)
+    flat = F.pad(features.to(torch.float64).cumsum(2).cumsum(3), (1, 0, 1, 0)).reshape(-1)
     W1 = W + 1
     base = plane * ((H + 1) * W1)
 

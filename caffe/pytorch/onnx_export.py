@@ -20,7 +20,6 @@ import warnings
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 
 from .graph import ModuleBuildError
 from .registry import Registry
@@ -229,28 +228,10 @@ def _roi_pooling_form(layer, bottoms, params):
 
 @ONNX_FORMS.register("PSROIPooling")
 def _psroi_pooling_form(layer, bottoms, params):
-    """R-FCN PSROIPooling from a float64 summed-area table, as the CPU path of
-    caffe/kernels/psroi_pooling.py computes it, but with the table made by
-    padding (that path fills a slice of a zero tensor in place, which the
-    tracer records as a constant)."""
-    from ..kernels.psroi_pooling import psroi_geometry
+    """R-FCN PSROIPooling through the CPU path of caffe/kernels/psroi_pooling.py
+    (its summed-area table is computed, not filled in place, so it traces)."""
+    from ..kernels.psroi_pooling import _forward_torch
     x, rois = bottoms
-    _, channels, height, width = (int(d) for d in x.shape)
-    k, dim = layer.group_size, layer.output_dim
-    batch, hs, he, ws, we = psroi_geometry(rois.reshape(-1, 5).to(torch.float32),
-                                           layer.spatial_scale, k, height, width)
-    sat = F.pad(x.to(torch.float64).cumsum(2).cumsum(3), (1, 0, 1, 0)).reshape(-1)
-    g = torch.arange(k)
-    chan = (torch.arange(dim)[:, None, None] * k + g[None, :, None]) * k + g[None, None, :]
-    w1 = width + 1
-    base = (batch[:, None, None, None] * channels + chan[None]) * ((height + 1) * w1)
-    hs, he = hs[:, None, :, None], he[:, None, :, None]
-    ws, we = ws[:, None, None, :], we[:, None, None, :]
-
-    def at(h, w):
-        return sat[base + h * w1 + w]
-    total = at(he, we) - at(hs, we) - at(he, ws) + at(hs, ws)
-    area = ((he - hs) * (we - ws)).to(torch.float64)
-    empty = (he <= hs) | (we <= ws)
-    top = torch.where(empty, torch.zeros_like(total), total / area.clamp(min=1))
-    return [top.to(x.dtype)]
+    top, _mapping = _forward_torch(x, rois.reshape(-1, 5).to(torch.float32), layer.output_dim,
+                                   layer.group_size, layer.spatial_scale)
+    return [top]
