@@ -20,6 +20,7 @@ from . import (  # noqa: F401
     emit_detection,
     emit_loss,
     emit_neuron,
+    emit_recurrent,
     emit_ssd,
     emit_vision,
 )

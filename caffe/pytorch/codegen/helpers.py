@@ -665,3 +665,114 @@ def caffe_accuracy(x, label, axis=1, top_k=1, ignore_label=None, per_class=False
     hits = x.new_zeros(c).index_add_(0, flat, correct.reshape(-1).to(x.dtype))
     return acc, torch.where(totals > 0, hits / totals.clamp(min=1), torch.zeros_like(totals))
 ''')
+
+helper("caffe_lstm_unit", '''
+def caffe_lstm_unit(c_prev, gates, cont):
+    """Caffe's LSTMUnit: gates ordered i, f, o, g; cont == 0 zeroes the forget gate
+    (a new sequence starts); returns the new cell and hidden state."""
+    hidden = c_prev.shape[-1]
+    i = torch.sigmoid(gates[..., :hidden])
+    f = torch.sigmoid(gates[..., hidden:2 * hidden])
+    o = torch.sigmoid(gates[..., 2 * hidden:3 * hidden])
+    g = torch.tanh(gates[..., 3 * hidden:])
+    cont = cont.detach().to(gates.dtype).unsqueeze(-1)
+    f = torch.where(cont == 0, torch.zeros_like(f), cont * f)
+    c = f * c_prev + i * g
+    return c, o * torch.tanh(c)
+''')
+
+helper("caffe_carried_state", '''
+def caffe_carried_state(prev, num, hidden, like):
+    """The state a Caffe RNN/LSTM starts from: zero at first, then the last forward's
+    final state (a smaller batch keeps its leading values, a larger one restarts)."""
+    if prev is not None and prev.numel() >= num * hidden:
+        return prev.reshape(-1)[:num * hidden].reshape(num, hidden).to(like)
+    return like.new_zeros((num, hidden))
+''')
+
+helper("CaffeLSTM", '''
+class CaffeLSTM(Params):
+    """Caffe's LSTM layer over (T, N, ...) inputs with cont (T, N) flags: weight,
+    bias, [static weight], recurrent weight as in the caffemodel.  Without exposed
+    hidden inputs, each forward starts from the previous one's final (h, c)."""
+
+    def __init__(self, hidden, **shapes):
+        super().__init__(**shapes)
+        self.blob_names = list(shapes)         # caffemodel order (parameters() dedups shares)
+        self.hidden = hidden
+        self.state = None                      # (h, c) carried across forwards
+
+    def reset(self):
+        self.state = None
+
+    def forward(self, x, cont, x_static=None, h0=None, c0=None):
+        weights = [getattr(self, k) for k in self.blob_names]
+        w_x, b, w_h = weights[0], weights[1], weights[-1]
+        t, n = x.shape[0], x.shape[1]
+        if h0 is not None:
+            h = h0.detach().reshape(n, self.hidden)
+            c = c0.detach().reshape(n, self.hidden)
+        else:
+            prev_h, prev_c = self.state if self.state is not None else (None, None)
+            h = caffe_carried_state(prev_h, n, self.hidden, x)
+            c = caffe_carried_state(prev_c, n, self.hidden, x)
+        x_gates = F.linear(x.reshape(t, n, -1), w_x, b)
+        static = F.linear(x_static.reshape(n, -1), weights[2]) if x_static is not None else None
+        cont = cont.detach().to(x.dtype)
+        hs = []
+        for step in range(t):
+            gates = F.linear(h * cont[step].unsqueeze(-1), w_h) + x_gates[step]
+            if static is not None:
+                gates = gates + static
+            c, h = caffe_lstm_unit(c, gates, cont[step])
+            hs.append(h)
+        if h0 is None:
+            self.state = (h.detach(), c.detach())
+        out = torch.stack(hs, 0)
+        if h0 is None:
+            return out
+        return out, h.detach().reshape(1, n, -1), c.detach().reshape(1, n, -1)
+''')
+
+helper("CaffeRNN", '''
+class CaffeRNN(Params):
+    """Caffe's RNN layer over (T, N, ...) inputs with cont (T, N) flags:
+    h_t = tanh(W_hh (cont_t h_{t-1}) + W_xh x_t + b_h [+ W_s x_static]),
+    o_t = tanh(W_ho h_t + b_o).  Without exposed hidden inputs, each forward starts
+    from the previous one's final h."""
+
+    def __init__(self, hidden, **shapes):
+        super().__init__(**shapes)
+        self.blob_names = list(shapes)         # caffemodel order (parameters() dedups shares)
+        self.hidden = hidden
+        self.state = None                      # h carried across forwards
+
+    def reset(self):
+        self.state = None
+
+    def forward(self, x, cont, x_static=None, h0=None):
+        weights = [getattr(self, k) for k in self.blob_names]
+        w_xh, b_h = weights[0], weights[1]
+        w_hh, w_ho, b_o = weights[-3:]
+        t, n = x.shape[0], x.shape[1]
+        if h0 is not None:
+            h = h0.detach().reshape(n, self.hidden)
+        else:
+            h = caffe_carried_state(self.state, n, self.hidden, x)
+        x_in = F.linear(x.reshape(t, n, -1), w_xh, b_h)
+        static = F.linear(x_static.reshape(n, -1), weights[2]) if x_static is not None else None
+        cont = cont.detach().to(x.dtype).unsqueeze(-1)
+        hs = []
+        for step in range(t):
+            pre = F.linear(h * cont[step], w_hh) + x_in[step]
+            if static is not None:
+                pre = pre + static
+            h = torch.tanh(pre)
+            hs.append(h)
+        if h0 is None:
+            self.state = h.detach()
+        out = torch.tanh(F.linear(torch.stack(hs, 0), w_ho, b_o))
+        if h0 is None:
+            return out
+        return out, h.detach().reshape(1, n, -1)
+''')
