@@ -221,6 +221,24 @@ case("lstm_unit_cont", 'layer { name: "L" type: "LSTMUnit" bottom: "c" bottom: "
      cont=np.array([[1, 0, 1, 0]], np.float32))
 
 
+# -- SSD's DetectionEvaluate: duplicates, unmatched labels, difficult boxes, no-detection rows
+DETS = np.array([[0, 1, 0.9, 0.1, 0.1, 0.4, 0.4], [0, 1, 0.8, 0.12, 0.1, 0.4, 0.42],
+                 [0, 1, 0.95, 0.6, 0.6, 0.9, 0.9], [0, 2, 0.7, 0.5, 0.1, 0.8, 0.3],
+                 [0, 3, 0.6, 0.0, 0.0, 0.2, 0.2], [1, -1, -1, -1, -1, -1, -1],
+                 [2, 2, 0.5, 0.3, 0.3, 0.6, 0.6], [2, 2, 0.55, 0.31, 0.3, 0.6, 0.61],
+                 [2, 1, 0.4, 0.1, 0.1, 0.2, 0.2]], np.float32)[None, None]
+GTS = np.array([[0, 1, 0, 0.1, 0.1, 0.4, 0.4, 0], [0, 2, 0, 0.5, 0.1, 0.8, 0.3, 1],
+                [1, 1, 0, 0.2, 0.2, 0.3, 0.3, 0], [2, 2, 0, 0.3, 0.3, 0.6, 0.6, 1],
+                [2, 2, 1, 0.7, 0.7, 0.9, 0.9, 0], [-1, 0, 0, 0, 0, 0, 0, 0],
+                [2, 1, 0, 0.1, 0.1, 0.2, 0.2, 0]], np.float32)[None, None]
+for _name, _param in (("det_eval_difficult", "evaluate_difficult_gt: true"),
+                      ("det_eval_skip_difficult",
+                       "evaluate_difficult_gt: false "
+                       "overlap_threshold: 0.6")):
+    case(_name, 'layer { name: "L" type: "DetectionEvaluate" bottom: "det" bottom: "gt" '
+         'top: "y" detection_evaluate_param { num_classes: 4 %s } }' % _param, det=DETS, gt=GTS)
+
+
 def _module(tmp_path, name, text, phase):
     path = tmp_path / (name + ".prototxt")
     path.write_text(text)
@@ -319,3 +337,15 @@ def test_generated_recurrent_layer_carries_its_state_and_gradients(tmp_path, lty
     x, cont = feeds[0]
     torch.testing.assert_close(model(torch.from_numpy(x), torch.from_numpy(cont))["y"],
                                module(x=torch.from_numpy(x), cont=torch.from_numpy(cont))["y"])
+
+
+def test_detection_evaluate_in_pixels_is_refused(tmp_path):
+    sizes = tmp_path / "sizes.txt"
+    sizes.write_text("img0 300 500\n")
+    text = net({"det": (1, 1, 2, 7), "gt": (1, 1, 2, 8)},
+               'layer { name: "L" type: "DetectionEvaluate" bottom: "det" bottom: "gt" top: "y" '
+               'detection_evaluate_param { num_classes: 3 name_size_file: "%s" } }' % sizes)
+    module = _module(tmp_path, "det_eval_pixels", text, caffe.TEST)
+    with pytest.raises(CodegenError, match=r"layer 'L' \(type DetectionEvaluate\), field "
+                       r"detection_evaluate_param.name_size_file"):
+        generate(module, source="det_eval_pixels.prototxt")

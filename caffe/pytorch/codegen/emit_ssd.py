@@ -28,3 +28,21 @@ def prior_box(ctx):
     ctx.constant = True
     ctx.assign("self.%s(%s)" % (ctx.attr, ", ".join(ctx.bottoms)),
                comment="priors depend on shapes only: stored with the weights")
+
+
+@register("DetectionEvaluate")
+def detection_evaluate(ctx):
+    """Normalized boxes only: name_size_file rescales to pixel sizes read from a
+    file, one image per call (state the generated code does not keep)."""
+    p = ctx.lp.detection_evaluate_param
+    if p.HasField("name_size_file"):
+        raise ctx.error("evaluation in pixels of sizes read from a file (a cursor carried "
+                        "across calls) has no standalone form; leave it unset to evaluate "
+                        "normalized boxes", field="detection_evaluate_param.name_size_file")
+    ctx.helper("ssd_eval_overlap")
+    fn = ctx.helper("ssd_detection_evaluate")
+    ctx.assign("%s(%s, %s, %d, background_label_id=%d, overlap_threshold=%r, "
+               "evaluate_difficult_gt=%r)"
+               % (fn, ctx.bottoms[0], ctx.bottoms[1], p.num_classes, p.background_label_id,
+                  p.overlap_threshold, bool(p.evaluate_difficult_gt)),
+               comment="rows [image, label, score, tp, fp] after one row per class")

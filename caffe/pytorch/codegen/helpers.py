@@ -776,3 +776,79 @@ class CaffeRNN(Params):
             return out
         return out, h.detach().reshape(1, n, -1)
 ''')
+
+helper("ssd_eval_overlap", '''
+def ssd_eval_overlap(a, b):
+    """JaccardOverlap of two [x1, y1, x2, y2] lists as SSD's evaluation computes it:
+    widths and sizes in double, the ratio in float32."""
+    if b[0] > a[2] or b[2] < a[0] or b[1] > a[3] or b[3] < a[1]:
+        return 0.0
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+
+    def size(r):
+        return 0.0 if r[2] < r[0] or r[3] < r[1] else (r[2] - r[0]) * (r[3] - r[1])
+
+    def f32(v):
+        return torch.tensor(v, dtype=torch.float32)
+    inter = f32(iw * ih)
+    return float(inter / (f32(size(a)) + f32(size(b)) - inter))
+''')
+
+helper("ssd_detection_evaluate", '''
+def ssd_detection_evaluate(det, gt, num_classes, background_label_id=0,
+                           overlap_threshold=0.5, evaluate_difficult_gt=True):
+    """SSD's DetectionEvaluate: [-1, class, #positives, -1, -1] per class, then per
+    image and label each detection (best score first) as [image, label, score, tp, fp];
+    a (1, 1, K, 5) tensor, K data dependent."""
+    bg = background_label_id
+    dets = {}
+    for r in det.detach().float().cpu().reshape(-1, 7).tolist():
+        if int(r[0]) == -1:
+            continue
+        if int(r[1]) == bg:
+            raise ValueError("DetectionEvaluate: background label %d in the detections" % bg)
+        dets.setdefault(int(r[0]), {}).setdefault(int(r[1]), []).append((r[2], r[3:7]))
+    gts = {}
+    for r in gt.detach().float().cpu().reshape(-1, 8).tolist():
+        if int(r[0]) == -1:
+            break                           # the fork stops at the first unused row
+        if int(r[1]) == bg:
+            raise ValueError("DetectionEvaluate: background label %d in the labels" % bg)
+        gts.setdefault(int(r[0]), {}).setdefault(int(r[1]), []).append((r[3:7], r[7] != 0))
+    num_pos = {}
+    for labels in gts.values():
+        for label, boxes in labels.items():
+            n = sum(1 for _, hard in boxes if evaluate_difficult_gt or not hard)
+            num_pos[label] = num_pos.get(label, 0) + n
+    rows = [[-1, c, num_pos.get(c, 0), -1, -1] for c in range(num_classes) if c != bg]
+    threshold = float(torch.tensor(overlap_threshold, dtype=torch.float32))
+    for item in sorted(dets):
+        labels = gts.get(item, {})
+        for label in sorted(dets[item]):
+            if label == -1:                 # DetectionOutput's "nothing found" row
+                continue
+            boxes = sorted(dets[item][label], key=lambda d: -d[0])
+            if label not in labels:
+                rows += [[item, label, score, 0, 1] for score, _ in dets[item][label]]
+                continue
+            truth = labels[label]
+            visited = [False] * len(truth)
+            for score, box in boxes:
+                best, jmax = -1.0, -1
+                for j, (g, _) in enumerate(truth):
+                    o = ssd_eval_overlap(box, g)
+                    if o > best:
+                        best, jmax = o, j
+                tp, fp = 0, 1
+                if best >= threshold:
+                    if evaluate_difficult_gt or not truth[jmax][1]:
+                        tp, fp = (0, 1) if visited[jmax] else (1, 0)
+                        visited[jmax] = True
+                    else:
+                        tp, fp = 0, 0       # matched a difficult box: ignored
+                rows.append([item, label, score, tp, fp])
+    return torch.tensor(rows, dtype=torch.float32).reshape(1, 1, -1, 5).to(det.device)
+''')
