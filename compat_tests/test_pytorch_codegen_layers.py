@@ -239,6 +239,21 @@ for _name, _param in (("det_eval_difficult", "evaluate_difficult_gt: true"),
          'top: "y" detection_evaluate_param { num_classes: 4 %s } }' % _param, det=DETS, gt=GTS)
 
 
+# -- R-FCN's BoxAnnotatorOHEM: per-image top losses, ties, rois of no image (-1)
+_ROI_IMG = np.array([0, 1, 0, 0, 1, -1, 0, 1, 0, 1], np.float32)
+_OHEM = ('layer { name: "L" type: "BoxAnnotatorOHEM" bottom: "rois" bottom: "loss" '
+         'bottom: "labels" bottom: "w" top: "lab" top: "wt" '
+         'box_annotator_ohem_param { roi_per_img: %d %s } }')
+case("ohem_two_images", _OHEM % (3, "ignore_label: -1"),
+     rois=np.concatenate([_ROI_IMG[:, None], rand(10, 4)], 1),
+     loss=np.array([0.5, 2, 0.5, 3, 1, 9, 0.5, 2, 0.1, 4], np.float32).reshape(10, 1),
+     labels=np.arange(10, dtype=np.float32).reshape(10, 1), w=np.abs(rand(10, 8)))
+case("ohem_4d_default_ignore", _OHEM % (2, ""),
+     rois=np.concatenate([_ROI_IMG[:6, None], rand(6, 4)], 1).reshape(6, 5, 1, 1),
+     loss=rand(6, 1, 1, 1), labels=np.arange(6, dtype=np.float32).reshape(6, 1, 1, 1),
+     w=np.abs(rand(6, 4, 1, 1)))
+
+
 def _module(tmp_path, name, text, phase):
     path = tmp_path / (name + ".prototxt")
     path.write_text(text)

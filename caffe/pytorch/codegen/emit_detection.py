@@ -89,3 +89,12 @@ def detection_output(ctx):
     fn = ctx.helper("ssd_detection_output")
     ctx.assign("%s(%s, %s)" % (fn, ", ".join(ctx.bottoms[:3]), ", ".join(args)),
                comment="rows [image, label, score, xmin, ymin, xmax, ymax]")
+
+
+@register("BoxAnnotatorOHEM")
+def box_annotator_ohem(ctx):
+    p = ctx.lp.box_annotator_ohem_param
+    fn = ctx.helper("rfcn_box_annotator_ohem")
+    ctx.assign("%s(%s, roi_per_img=%d, ignore_label=%d)"
+               % (fn, ", ".join(ctx.bottoms), p.roi_per_img, p.ignore_label),
+               comment="hard examples only; no gradient in R-FCN")

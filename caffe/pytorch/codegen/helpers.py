@@ -852,3 +852,26 @@ def ssd_detection_evaluate(det, gt, num_classes, background_label_id=0,
                 rows.append([item, label, score, tp, fp])
     return torch.tensor(rows, dtype=torch.float32).reshape(1, 1, -1, 5).to(det.device)
 ''')
+
+helper("rfcn_box_annotator_ohem", '''
+def rfcn_box_annotator_ohem(rois, loss, labels, bbox_weights, roi_per_img, ignore_label=-1):
+    """R-FCN's BoxAnnotatorOHEM: per image, the roi_per_img rois with the largest loss
+    (ties: the earlier roi) keep their label and bbox loss weights; the others get
+    ignore_label and zero weights.  Tops are N x 1 x H x W and N x B x H x W."""
+    n = rois.shape[0]
+    h, w = (list(rois.shape[2:]) + [1, 1])[:2]
+    image = rois.detach().reshape(n, 5, -1)[:, 0].reshape(-1).long()
+    if image.numel() and int(image.max()) < 0:
+        raise ValueError("BoxAnnotatorOHEM: no roi has an image index >= 0")
+    order = torch.sort(loss.detach().reshape(-1), descending=True, stable=True).indices
+    group = image[order] - (int(image.min()) if image.numel() else 0)   # -1: a group too
+    onehot = F.one_hot(group, int(group.max()) + 1 if group.numel() else 1)
+    rank = torch.empty_like(order)
+    rank[order] = (onehot.cumsum(0) * onehot).sum(1) - 1      # place within its image
+    keep = (rank < roi_per_img) & (image >= 0)
+    lab = labels.detach().reshape(-1)
+    top_labels = torch.where(keep, lab, torch.full_like(lab, float(ignore_label)))
+    weights = bbox_weights.detach().reshape(n, -1, h * w)
+    top_weights = weights * keep.reshape(n, 1, h * w).to(weights.dtype)
+    return top_labels.reshape(n, 1, h, w), top_weights.reshape(n, -1, h, w)
+''')
