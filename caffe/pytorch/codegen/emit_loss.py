@@ -115,3 +115,54 @@ def accuracy(ctx):
     fn = ctx.helper("caffe_accuracy")
     ctx.assign("%s(%s, %s, %s)" % (fn, ctx.bottoms[0], ctx.bottoms[1], ", ".join(args)),
                comment="no gradient in Caffe")
+
+
+_LOC_LOSS = {0: "L2", 1: "SMOOTH_L1"}
+_CONF_LOSS = {0: "SOFTMAX", 1: "LOGISTIC"}
+_MATCH = {0: "BIPARTITE", 1: "PER_PREDICTION"}
+_MINING = {0: "NONE", 1: "MAX_NEGATIVE", 2: "HARD_EXAMPLE"}
+
+
+@register("MultiBoxLoss")
+def multibox_loss(ctx):
+    """Matching on the priors (SSD's setting) only; mining without NMS only."""
+    p = ctx.lp.multibox_loss_param
+    f = "multibox_loss_param."
+    if not p.use_prior_for_matching:
+        raise ctx.error("matching on decoded predictions is not supported in generated code",
+                        field=f + "use_prior_for_matching")
+    mining = _MINING[int(p.mining_type)]
+    if mining != "NONE" and p.HasField("nms_param") and p.nms_param.nms_threshold > 0:
+        raise ctx.error("NMS among the mined examples is not supported in generated code",
+                        field=f + "nms_param")
+    pd = list(ctx.lp.propagate_down)
+    args = ["num_classes=%d" % p.num_classes,
+            "share_location=%r" % bool(p.share_location),
+            "background_label_id=%d" % p.background_label_id,
+            "use_difficult_gt=%r" % bool(p.use_difficult_gt),
+            "match_type=%r" % _MATCH[int(p.match_type)],
+            "overlap_threshold=%r" % p.overlap_threshold,
+            "mining_type=%r" % mining]
+    if mining == "MAX_NEGATIVE":
+        args += ["neg_pos_ratio=%r" % p.neg_pos_ratio, "neg_overlap=%r" % p.neg_overlap]
+    elif mining == "HARD_EXAMPLE":
+        args.append("sample_size=%d" % p.sample_size)
+    args += ["code_type=%d" % p.code_type,
+             "encode_variance_in_target=%r" % bool(p.encode_variance_in_target),
+             "loc_loss_type=%r" % _LOC_LOSS[int(p.loc_loss_type)],
+             "conf_loss_type=%r" % _CONF_LOSS[int(p.conf_loss_type)],
+             "loc_weight=%r" % p.loc_weight,
+             "normalization=%r" % _mode(ctx, "VALID")]
+    for name in ("ignore_cross_boundary_bbox", "bp_inside", "map_object_to_agnostic"):
+        if getattr(p, name):
+            args.append("%s=True" % name)
+    if len(pd) > 0 and not pd[0]:
+        args.append("use_loc=False")
+    if len(pd) > 1 and not pd[1]:
+        args.append("use_conf=False")
+    ctx.helper("caffe_loss_normalizer")
+    for name in ("ssd_overlaps", "ssd_encode", "ssd_match"):
+        ctx.helper(name)
+    fn = ctx.helper("ssd_multibox_loss")
+    ctx.assign("%s(%s, %s)" % (fn, ", ".join(ctx.bottoms), ", ".join(args)),
+               comment="matches and mined rows computed at run time")

@@ -875,3 +875,229 @@ def rfcn_box_annotator_ohem(rois, loss, labels, bbox_weights, roi_per_img, ignor
     top_weights = weights * keep.reshape(n, 1, h * w).to(weights.dtype)
     return top_labels.reshape(n, 1, h, w), top_weights.reshape(n, -1, h, w)
 ''')
+
+helper("ssd_overlaps", '''
+def ssd_overlaps(a, b):
+    """Jaccard overlap of every (A, 4) box with every (B, 4) box, SSD's float32 form."""
+    def size(r):
+        w, h = r[:, 2] - r[:, 0], r[:, 3] - r[:, 1]
+        return torch.where((w < 0) | (h < 0), torch.zeros_like(w), w * h)
+    a1, b1 = a[:, None], b[None]
+    disjoint = ((b1[..., 0] > a1[..., 2]) | (b1[..., 2] < a1[..., 0])
+                | (b1[..., 1] > a1[..., 3]) | (b1[..., 3] < a1[..., 1]))
+    iw = torch.minimum(a1[..., 2], b1[..., 2]) - torch.maximum(a1[..., 0], b1[..., 0])
+    ih = torch.minimum(a1[..., 3], b1[..., 3]) - torch.maximum(a1[..., 1], b1[..., 1])
+    inter = iw * ih
+    union = (size(a)[:, None] + size(b)[None]) - inter
+    ok = ~disjoint & (iw > 0) & (ih > 0)
+    return torch.where(ok, inter / torch.where(ok, union, torch.ones_like(union)),
+                       torch.zeros_like(inter))
+''')
+
+helper("ssd_encode", '''
+def ssd_encode(prior, var, box, code_type, variance_in_target=False):
+    """SSD's EncodeBBox of (K, 4) boxes against their (K, 4) priors: CORNER (1),
+    CENTER_SIZE (2) or CORNER_SIZE (3)."""
+    v = torch.ones_like(var) if variance_in_target else var
+    if code_type == 1:
+        return (box - prior) / v
+    pw, ph = prior[:, 2] - prior[:, 0], prior[:, 3] - prior[:, 1]
+    if code_type == 3:
+        return (box - prior) / torch.stack([pw, ph, pw, ph], -1) / v
+    pcx, pcy = (prior[:, 0] + prior[:, 2]) / 2, (prior[:, 1] + prior[:, 3]) / 2
+    bw, bh = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
+    bcx, bcy = (box[:, 0] + box[:, 2]) / 2, (box[:, 1] + box[:, 3]) / 2
+    return torch.stack([(bcx - pcx) / pw / v[:, 0], (bcy - pcy) / ph / v[:, 1],
+                        torch.log(bw / pw) / v[:, 2], torch.log(bh / ph) / v[:, 3]], -1)
+''')
+
+helper("ssd_match", '''
+def ssd_match(priors, truth, bipartite, overlap_threshold, ignore=None):
+    """SSD's MatchBBox of (P, 4) priors to (G, 4) ground truth: each gt first takes its
+    best free prior (largest overlap first, ties to the lower prior, then gt), then
+    (PER_PREDICTION) each free prior takes its best gt at or above the threshold.
+    Returns the gt index per prior (-1 none, -2 ignored) and the overlap recorded."""
+    p = priors.shape[0]
+    match = torch.full((p,), -1, dtype=torch.long)
+    iou = ssd_overlaps(priors, truth)
+    usable = iou > 1e-6
+    if ignore is not None:
+        usable &= ~ignore[:, None]
+        match[ignore] = -2
+    iou = torch.where(usable, iou, torch.zeros_like(iou))
+    overlap = iou.max(1).values if truth.shape[0] else torch.zeros(p)
+    free_gt = torch.ones(truth.shape[0], dtype=torch.bool)
+    for _ in range(truth.shape[0]):
+        ok = usable & (iou > 0) & (match == -1)[:, None] & free_gt[None]
+        if not bool(ok.any()):
+            break
+        masked = torch.where(ok, iou, torch.full_like(iou, -1.0))
+        j, g = torch.nonzero(masked == masked.max())[0].tolist()
+        match[j], overlap[j], free_gt[g] = g, iou[j, g], False
+    if not bipartite:
+        above = torch.where(usable & (iou >= overlap_threshold), iou, torch.full_like(iou, -1.0))
+        if truth.shape[0]:
+            best, best_gt = above.max(1)
+            take = (match == -1) & (best >= 0)
+            match = torch.where(take, best_gt, match)
+            overlap = torch.where(take, best, overlap)
+    return match, overlap
+''')
+
+helper("ssd_multibox_loss", '''
+def ssd_multibox_loss(loc, conf, prior, label, num_classes, share_location=True,
+                      background_label_id=0, use_difficult_gt=True, match_type="PER_PREDICTION",
+                      overlap_threshold=0.5, ignore_cross_boundary_bbox=False,
+                      mining_type="MAX_NEGATIVE", neg_pos_ratio=3.0, neg_overlap=0.5,
+                      sample_size=64, code_type=2, encode_variance_in_target=False,
+                      bp_inside=False, map_object_to_agnostic=False, loc_loss_type="SMOOTH_L1",
+                      conf_loss_type="SOFTMAX", loc_weight=1.0, normalization="VALID",
+                      use_loc=True, use_conf=True):
+    """SSD's MultiBoxLoss with priors used for matching: match priors to each image's
+    ground truth (label rows [image, label, instance, x1, y1, x2, y2, difficult]),
+    mine hard negatives, then loc_weight * (smooth L1 or L2 of the encoded offsets)
+    plus the softmax or logistic confidence loss, both over the normalizer."""
+    num, bg = loc.shape[0], background_label_id
+    p = prior.shape[2] // 4 if prior.dim() > 2 else prior.numel() // 8
+    loc_classes = 1 if share_location else num_classes
+    loc = loc.reshape(num, p, loc_classes, 4)
+    conf = conf.reshape(num, p, num_classes)
+    flat = prior.detach().reshape(-1).float()
+    boxes, variances = flat[:p * 4].reshape(p, 4), flat[p * 4:p * 8].reshape(p, 4)
+    log_flt_min = float(torch.log(torch.tensor(torch.finfo(torch.float32).tiny)))
+    softmax = conf_loss_type == "SOFTMAX"
+
+    def conf_nll(logits, labels):
+        """Softmax loss per row, -log(max(p[label], FLT_MIN)) as Caffe clamps it."""
+        nll = -F.log_softmax(logits, -1).gather(-1, labels[..., None])[..., 0]
+        return nll + (nll.clamp(max=-log_flt_min) - nll).detach()
+
+    def loc_terms(diff):
+        """Per coordinate: smooth L1 (sigma 1) or half the squared error."""
+        if loc_loss_type == "SMOOTH_L1":
+            return torch.where(diff.abs() < 1, 0.5 * diff * diff, diff.abs() - 0.5)
+        return 0.5 * diff * diff
+
+    truth = {}                                   # image -> (boxes, labels) in row order
+    for r in label.detach().float().cpu().reshape(-1, 8).tolist():
+        if int(r[0]) == -1:
+            continue
+        lab = int(r[1])
+        if lab == bg:
+            raise ValueError("MultiBoxLoss: background label %d in the labels" % bg)
+        if softmax and not 0 <= lab < num_classes:
+            raise ValueError("MultiBoxLoss: label %d outside [0, %d)" % (lab, num_classes))
+        if 0 <= int(r[0]) < num and (use_difficult_gt or r[7] == 0):
+            truth.setdefault(int(r[0]), ([], []))
+            truth[int(r[0])][0].append(r[3:7])
+            truth[int(r[0])][1].append(lab)
+    truth = {i: (torch.tensor(b, dtype=torch.float32), torch.tensor(lab))
+             for i, (b, lab) in truth.items()}
+    ignore = ((boxes < 0) | (boxes > 1)).any(1) if ignore_cross_boundary_bbox else None
+    match = torch.full((num, p, loc_classes), -1, dtype=torch.long)
+    overlap = torch.zeros(num, p)
+    for i, (gt_boxes, gt_labels) in truth.items():
+        m, overlap[i] = ssd_match(boxes, gt_boxes, match_type == "BIPARTITE",
+                                  overlap_threshold, ignore)
+        if share_location:
+            match[i, :, 0] = m
+            continue
+        matched_label = gt_labels[m.clamp(min=0)]
+        for c in range(num_classes):
+            if c != bg:
+                match[i, :, c] = torch.where((m > -1) & (matched_label == c), m,
+                                             torch.full_like(m, -1))
+
+    def gt_label(i, g):
+        return torch.stack([truth[a][1][b] for a, b in zip(i.tolist(), g.tolist())]) \\
+            if i.numel() else torch.zeros(0, dtype=torch.long)
+
+    def encoded(loc_rows, match):
+        """Predicted and target offsets of every matched (image, prior, class)."""
+        i, j, c = torch.nonzero(match > -1, as_tuple=True)
+        pred = loc_rows[i, j, c]
+        gt = torch.stack([truth[a][0][match[a, b, k]] for a, b, k in
+                          zip(i.tolist(), j.tolist(), c.tolist())]) if i.numel() \\
+            else torch.zeros(0, 4)
+        target = ssd_encode(boxes[j], variances[j], gt, code_type, encode_variance_in_target)
+        if bp_inside:
+            outside = (boxes[j] < 0) | (boxes[j] > 1)
+            pred = torch.where(outside, target, pred)
+        if encode_variance_in_target:   # the value is scaled, the gradient (as Caffe's) not
+            pred = pred + (pred / variances[j] - pred).detach()
+            target = target / variances[j]
+        return pred, target, i, j
+
+    negatives = None
+    if mining_type != "NONE":
+        with torch.no_grad():
+            m = match[:, :, 0]
+            has_gt = torch.tensor([i in truth for i in range(num)])[:, None]
+            ii, jj = torch.nonzero(m > -1, as_tuple=True)
+            prior_label = torch.full_like(m, bg)
+            prior_label[ii, jj] = gt_label(ii, m[ii, jj])
+            if softmax:
+                score = conf_nll(conf.detach(), prior_label)
+            else:
+                onehot = ((prior_label[..., None] == torch.arange(num_classes))
+                          & (prior_label[..., None] >= 0)).to(conf.dtype)
+                score = F.binary_cross_entropy_with_logits(
+                    conf.detach(), onehot, reduction="none").sum(-1)
+            if mining_type == "HARD_EXAMPLE" and ii.numel():
+                pred, target, i, j = encoded(loc.detach(), match)
+                score = score.index_put((i, j), loc_terms(pred - target).sum(-1),
+                                        accumulate=True)
+            if mining_type == "MAX_NEGATIVE":
+                eligible = (m == -1) & (overlap < neg_overlap) & has_gt
+                ratio = torch.tensor(neg_pos_ratio, dtype=torch.float32)
+                cap = ((m > -1).sum(1).float() * ratio).long()
+                wanted = torch.minimum(cap, eligible.sum(1))
+            else:
+                eligible = has_gt.expand(num, p)
+                wanted = eligible.sum(1).clamp(max=sample_size)
+            masked = torch.where(eligible, score, torch.full_like(score, -float("inf")))
+            order = torch.sort(masked, dim=1, descending=True, stable=True).indices
+            rank = torch.empty_like(order).scatter_(1, order, torch.arange(p).expand(num, p))
+            selected = eligible & (rank < wanted[:, None])
+            negatives = (m == -1) & selected
+            if mining_type == "HARD_EXAMPLE":
+                m = torch.where((m > -1) & ~selected, torch.full_like(m, -1), m)
+            match = m[..., None]
+    num_matches = int((match > -1).sum())
+    norm = caffe_loss_normalizer(normalization, num, p, num_matches)
+    total = loc.new_zeros(())
+    if use_loc and num_matches >= 1:
+        pred, target, _, _ = encoded(loc, match)
+        total = total + loc_weight * loc_terms(pred - target.detach()).sum() / norm
+    if not use_conf:
+        return total
+    pi, pj, pc = torch.nonzero(match > -1, as_tuple=True)
+    pos_label = gt_label(pi, match[pi, pj, pc])
+    if map_object_to_agnostic:
+        pos_label = torch.full_like(pos_label, bg + 1)
+    if negatives is not None:                    # mined: positives, then negatives
+        ni, nj = torch.nonzero(negatives, as_tuple=True)
+        if pi.numel() + ni.numel() == 0:
+            return total
+        rows = torch.cat([conf[pi, pj], conf[ni, nj]], 0)
+        if softmax:
+            conf_sum = conf_nll(rows, torch.cat([pos_label, torch.full_like(ni, bg)])).sum()
+        else:
+            target = torch.full_like(rows, float(bg))     # the fork fills with the bg id
+            target[torch.arange(pi.numel()), pos_label] = 1.0
+            if 0 <= bg < num_classes:
+                target[pi.numel():, bg] = 1.0
+            conf_sum = F.binary_cross_entropy_with_logits(rows, target, reduction="sum")
+    elif num * p == 0:
+        return total
+    elif softmax:
+        labels = torch.full((num, p), bg, dtype=torch.long)
+        labels[pi, pj] = pos_label
+        conf_sum = conf_nll(conf, labels).sum()
+    else:   # the fork steps its target pointer by P, not P * C, per image
+        target = torch.full((num * p * num_classes,), float(bg), dtype=conf.dtype)
+        target[pi * p + pj * num_classes + pos_label] = 1.0
+        conf_sum = F.binary_cross_entropy_with_logits(conf.reshape(-1), target,
+                                                      reduction="sum")
+    return total + conf_sum / norm
+''')
