@@ -254,6 +254,37 @@ case("ohem_4d_default_ignore", _OHEM % (2, ""),
      w=np.abs(rand(6, 4, 1, 1)))
 
 
+# -- SSD's MultiBoxLoss beyond the golden settings (images without boxes, -1 rows)
+MBOX_GT = np.array([[0, 1, 0, 0.1, 0.1, 0.45, 0.5, 0], [0, 2, 1, 0.5, 0.4, 0.9, 0.8, 1],
+                    [-1, 0, 0, 0, 0, 0, 0, 0], [2, 3, 0, 0.0, 0.2, 0.3, 0.6, 0],
+                    [2, 1, 1, 0.6, 0.0, 0.95, 0.35, 0]], np.float32)[None, None]
+
+
+def mbox_case(name, param, extra="", classes=4, loc_classes=1, p=40):
+    rng = np.random.RandomState(len(name) + 7)
+    pri = priors(p, rng)
+    pri[0, 0, :8] = [-0.1, 0.2, 0.3, 0.6, 0.7, 0.7, 1.1, 1.02]    # two cross the border
+    case(name, 'layer { name: "L" type: "MultiBoxLoss" bottom: "loc" bottom: "conf" '
+         'bottom: "prior" bottom: "gt" top: "loss" %s multibox_loss_param { num_classes: %d '
+         'overlap_threshold: 0.3 %s } }' % (extra, classes, param), phase=caffe.TRAIN,
+         loc=rng.randn(3, p * loc_classes * 4) * 0.5, conf=rng.randn(3, p * classes),
+         prior=pri, gt=MBOX_GT)
+
+
+mbox_case("mbox_logistic_no_mining_full", "conf_loss_type: LOGISTIC mining_type: NONE "
+          "code_type: CORNER_SIZE", extra="loss_param { normalization: FULL }")
+mbox_case("mbox_cross_bp_inside_agnostic", "ignore_cross_boundary_bbox: true bp_inside: true "
+          "map_object_to_agnostic: true conf_loss_type: LOGISTIC neg_pos_ratio: 2.5",
+          classes=2, p=30)
+mbox_case("mbox_loc_only_batch_size", "mining_type: HARD_EXAMPLE sample_size: 7 "
+          "loc_loss_type: L2 match_type: BIPARTITE use_difficult_gt: false",
+          extra="propagate_down: true propagate_down: false propagate_down: false "
+          "propagate_down: false loss_param { normalization: BATCH_SIZE }")
+mbox_case("mbox_noshare_corner_bg_last", "share_location: false mining_type: NONE "
+          "code_type: CORNER background_label_id: 0 encode_variance_in_target: true",
+          loc_classes=4)
+
+
 def _module(tmp_path, name, text, phase):
     path = tmp_path / (name + ".prototxt")
     path.write_text(text)
@@ -364,3 +395,30 @@ def test_detection_evaluate_in_pixels_is_refused(tmp_path):
     with pytest.raises(CodegenError, match=r"layer 'L' \(type DetectionEvaluate\), field "
                        r"detection_evaluate_param.name_size_file"):
         generate(module, source="det_eval_pixels.prototxt")
+
+
+def test_generated_multibox_loss_gradients_match_the_module(tmp_path):
+    text, feed, phase = CASES["mbox_cross_bp_inside_agnostic"]
+    module, model = _generated_model(tmp_path, "mbox_grad", text, phase)
+    grads = []
+    for run in (lambda **f: module(**f), lambda **f: model(*[f[k] for k in model.inputs])):
+        t = {k: torch.from_numpy(v).requires_grad_(k in ("loc", "conf")) for k, v in feed.items()}
+        run(**t)["loss"].backward()
+        grads.append((t["loc"].grad, t["conf"].grad))
+    for want, got in zip(*grads):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+MBOX = net({"loc": (1, 16), "conf": (1, 8), "prior": (1, 2, 16), "gt": (1, 1, 1, 8)},
+           'layer { name: "L" type: "MultiBoxLoss" bottom: "loc" bottom: "conf" bottom: "prior" '
+           'bottom: "gt" top: "loss" multibox_loss_param { num_classes: 2 %s } }')
+
+
+@pytest.mark.parametrize("param,field", [
+    ("use_prior_for_matching: false", "use_prior_for_matching"),
+    ("nms_param { nms_threshold: 0.5 }", "nms_param")])
+def test_multibox_loss_refusals_name_layer_and_field(tmp_path, param, field):
+    module = _module(tmp_path, "mbox_refused", MBOX % param, caffe.TRAIN)
+    with pytest.raises(CodegenError, match=r"layer 'L' \(type MultiBoxLoss\), field "
+                       r"multibox_loss_param.%s" % field):
+        generate(module, source="mbox_refused.prototxt")
