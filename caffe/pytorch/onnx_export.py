@@ -154,6 +154,7 @@ def exportable_model(module):
     import types
 
     from .codegen import CodegenError, generate
+    check_exportable(module)        # by the Caffe layer's name, before any tracing
     if any(t in ONNX_FORMS for t in (getattr(module, "layer_types", None) or {}).values()):
         return module
     try:
