@@ -25,7 +25,7 @@ from . import (  # noqa: F401
     emit_vision,
 )
 from .context import CodegenError, LayerContext
-from .helpers import HELPERS
+from .helpers import HELPER_NEEDS, HELPERS
 from .registry import EMITTERS
 
 __all__ = ["generate", "write", "CodegenError", "EMITTERS", "Generated"]
@@ -58,6 +58,8 @@ class _Writer:
             raise KeyError("no code helper named %r" % name)
         if name not in self.helpers:
             self.helpers.append(name)
+            for needed in HELPER_NEEDS.get(name, ()):
+                self.use_helper(needed)
 
 
 def generate(module, source="<net>", weights_file="model.pth"):

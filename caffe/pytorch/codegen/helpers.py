@@ -5,12 +5,14 @@ so a generated file imports nothing but torch (and math).
 '''
 
 HELPERS = {}
+HELPER_NEEDS = {}     # helper -> the helpers its code calls (written along with it)
 
 
-def helper(name, source):
+def helper(name, source, needs=()):
     if name in HELPERS:
         raise ValueError("helper %r defined twice" % name)
     HELPERS[name] = source.strip("\n") + "\n"
+    HELPER_NEEDS[name] = tuple(needs)
 
 
 helper("Params", '''
@@ -23,13 +25,10 @@ class Params(nn.Module):
             setattr(self, name, nn.Parameter(torch.zeros(shape)))
 ''')
 
-helper("caffe_pool2d", '''
-def caffe_pool2d(x, mode, kernel, stride, pad, ceil_mode=True):
-    """Caffe's MAX/AVE pooling: the output size rounds up (ceil_mode) and the last
-    window must start inside the image or its leading pad; AVE divides by the window
-    clipped to the padded image, padding included."""
-    size = [int(n) for n in x.shape[-2:]]
-    kernel = [int(k) for k in kernel]
+helper("caffe_pool_windows", '''
+def caffe_pool_windows(size, kernel, stride, pad, ceil_mode=True):
+    """Caffe's pooled sizes (rounded up with ceil_mode; the last window must start
+    inside the image or its leading pad) and the extent the windows span."""
     out = []
     for n, k, s, p in zip(size, kernel, stride, pad):
         q = (n + 2 * p - k) / s
@@ -37,8 +36,17 @@ def caffe_pool2d(x, mode, kernel, stride, pad, ceil_mode=True):
         if p and (o - 1) * s >= n + p:
             o -= 1
         out.append(o)
-    # explicit padding that covers exactly the windows Caffe visits
-    span = [(o - 1) * s + k for o, s, k in zip(out, stride, kernel)]
+    return out, [(o - 1) * s + k for o, s, k in zip(out, stride, kernel)]
+''')
+
+helper("caffe_pool2d", '''
+def caffe_pool2d(x, mode, kernel, stride, pad, ceil_mode=True):
+    """Caffe's MAX/AVE pooling over exactly the windows Caffe visits; AVE divides
+    by the window clipped to the padded image, padding included."""
+    size = [int(n) for n in x.shape[-2:]]
+    kernel = [int(k) for k in kernel]
+    out, span = caffe_pool_windows(size, kernel, stride, pad, ceil_mode)
+    # explicit padding that covers exactly those windows
     extra = [max(0, sp - n - p) for sp, n, p in zip(span, size, pad)]
     fill = torch.finfo(x.dtype).min if mode == "max" else 0.0
     xp = F.pad(x, (pad[1], extra[1], pad[0], extra[0]), value=fill)
@@ -52,7 +60,7 @@ def caffe_pool2d(x, mode, kernel, stride, pad, ceil_mode=True):
         counts.append(torch.clamp(start + k, max=n + p) - start)
     divisor = (counts[0][:, None] * counts[1][None, :]).to(x.dtype)
     return total / divisor
-''')
+''', needs=("caffe_pool_windows",))
 
 helper("caffe_lrn", '''
 def caffe_lrn(x, size, alpha, beta, k, across_channels=True):
@@ -203,14 +211,7 @@ def caffe_max_pool2d_with_mask(x, kernel, stride, pad, ceil_mode=True):
     """Caffe's MAX pooling with its mask top: the argmax as h * W + w in the
     unpadded input (-1 where only padding was seen), as a float tensor."""
     size = [int(n) for n in x.shape[-2:]]
-    out = []
-    for n, k, s, p in zip(size, kernel, stride, pad):
-        q = (n + 2 * p - k) / s
-        o = (math.ceil(q) if ceil_mode else math.floor(q)) + 1
-        if p and (o - 1) * s >= n + p:
-            o -= 1
-        out.append(o)
-    span = [(o - 1) * s + k for o, s, k in zip(out, stride, kernel)]
+    _, span = caffe_pool_windows(size, kernel, stride, pad, ceil_mode)
     xp = F.pad(x, (pad[1], span[1] - size[1] - pad[1], pad[0], span[0] - size[0] - pad[0]),
               value=torch.finfo(x.dtype).min)
     y, idx = F.max_pool2d(xp, kernel, stride, return_indices=True)
@@ -219,7 +220,7 @@ def caffe_max_pool2d_with_mask(x, kernel, stride, pad, ceil_mode=True):
     inside = (h >= 0) & (h < size[0]) & (w >= 0) & (w < size[1])
     mask = torch.where(inside, h * size[1] + w, torch.full_like(h, -1))
     return y, mask.to(x.dtype)
-''')
+''', needs=("caffe_pool_windows",))
 
 helper("caffe_argmax", '''
 def caffe_argmax(x, top_k=1, out_max_val=False, axis=None):
