@@ -279,12 +279,19 @@ def test_distributed_data_parallel_wraps_the_module(tmp_path):
     store = dist.FileStore(str(tmp_path / "store"), 1)
     dist.init_process_group("gloo", store=store, rank=0, world_size=1)
     try:
-        ddp = torch.nn.parallel.DistributedDataParallel(module)
-        out = ddp(torch.tensor(ref["in/data"]))["prob"]
-        out.sum().backward()
-        assert module.conv1.weight.grad is not None
+        _ddp_backward(module, ref)
     finally:
+        # the DDP wrapper (and its reducer, which holds the process group) is gone
+        # by now: a Gloo group torn down under a live reducer can hang in its
+        # destructor when the reducer is collected later
         dist.destroy_process_group()
+
+
+def _ddp_backward(module, ref):
+    ddp = torch.nn.parallel.DistributedDataParallel(module)
+    out = ddp(torch.tensor(ref["in/data"]))["prob"]
+    out.sum().backward()
+    assert module.conv1.weight.grad is not None
 
 
 @pytest.mark.skipif(not SLOW, reason="inductor compiles take minutes on a 2-core CPU; "
