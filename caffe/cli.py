@@ -250,13 +250,14 @@ def test(flags):
 
 def time_(flags):
     from ._extras import Timer
-    from .net import Net
+    from .net import Net, plain_nets
     _check(len(flags["model"]) > 0, "Check failed: FLAGS_model.size() > 0 (0 vs. 0) "
                                      "Need a model definition to time.")
     phase = get_phase(flags, _common.TRAIN)
     stages = get_stages(flags)
     _use_device(get_gpus(flags), "time")
-    net = Net(flags["model"], phase, level=flags["level"], stages=stages)
+    with plain_nets():              # per-layer forward and backward times
+        net = Net(flags["model"], phase, level=flags["level"], stages=stages)
     _print_summary(flags, net)
     iterations = flags["iterations"]
     logger.info("Performing Forward")

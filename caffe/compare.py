@@ -303,9 +303,12 @@ def main(argv=None):
     p.add_argument("--phase", default="TEST", choices=["TEST", "TRAIN", "test", "train"])
     args = p.parse_args(argv)
     import caffe
+
+    from .net import plain_nets
     phase = caffe.TRAIN if args.phase.upper() == "TRAIN" else caffe.TEST
     try:
-        net = caffe.Net(args.prototxt, phase, weights=args.weights)
+        with plain_nets():          # every blob is compared
+            net = caffe.Net(args.prototxt, phase, weights=args.weights)
         inputs = _read_inputs(net, args.input, args.seed)
         if args.onnx:
             result = compare_onnx(net, args.onnx, inputs, args.rtol, args.atol)

@@ -10,7 +10,9 @@ blobs hold at that moment -- diffs written by hand included.
 """
 import logging
 import os
+import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -26,6 +28,26 @@ from .net_log import log_net_init
 from .weights import blob_to_proto
 
 logger = logging.getLogger("caffe")
+
+
+_plain = threading.local()
+
+
+@contextmanager
+def plain_nets():
+    """Nets built inside are never optimised by ``CAFFE_OPTIMIZE_INFERENCE=1``:
+    for the package's own tools that read every blob or run backward
+    (converters' verification, compare, summary, calibration, solvers)."""
+    _plain.depth = getattr(_plain, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _plain.depth -= 1
+
+
+def _env_optimises():
+    return (os.environ.get("CAFFE_OPTIMIZE_INFERENCE") == "1"
+            and not getattr(_plain, "depth", 0))
 
 
 class NetError(ValueError):
@@ -391,7 +413,10 @@ class Net:
         self._before_backward = []
         self._after_backward = []
         self._inference = None
-        if os.environ.get("CAFFE_OPTIMIZE_INFERENCE") == "1" and self._phase == _common.TEST:
+        self._optimised_forward = False     # the last forward ran the inference plan
+        # force_backward says the net's gradients are wanted: the environment
+        # variable leaves such nets plain (an explicit optimize_for_inference does not)
+        if _env_optimises() and self._phase == _common.TEST and not self._force_backward:
             self.optimize_for_inference()
 
     def optimize_for_inference(self, enable=True):
@@ -753,8 +778,10 @@ class Net:
                 buf.mutable_compute(dev).add_(g.view(buf.shape))
 
     def _forward(self, start, end):
+        self._optimised_forward = False
         if self._inference is not None:
             if start == 0 and end == len(self._layers) - 1:
+                self._optimised_forward = True
                 return self._inference.forward()
             self._inference.restore()           # a partial forward runs the plain path
         loss = 0.0
@@ -783,6 +810,12 @@ class Net:
         return loss
 
     def _backward(self, start, end):
+        if self._optimised_forward:
+            raise NetError(
+                "%s: backward after an optimised forward: optimize_for_inference keeps no "
+                "per-layer state to differentiate. Call net.optimize_for_inference(False) "
+                "and forward again (nets with force_backward: true are left plain by "
+                "CAFFE_OPTIMIZE_INFERENCE=1)" % self._source)
         bb, ab = self._before_backward, self._after_backward
         for i in range(start, end - 1, -1):
             for cb in bb:

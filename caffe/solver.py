@@ -25,7 +25,7 @@ from . import _common, atomic, distributed, protoio, selectors
 from . import weights as weight_io
 from ._outputs import g as _g
 from ._outputs import output_lines
-from .net import Net
+from .net import Net, plain_nets
 from .protoio import CaffeFileError
 from .weights import proto_array, proto_shape, shape_fits
 
@@ -216,7 +216,8 @@ class Solver:
                 state.MergeFrom(p.test_state[i])
             net_param.state.CopyFrom(state)
             logger.info("Creating test net (#%d) specified by %s", i, sources[i])
-            net = Net(net_param)
+            with plain_nets():      # test nets keep Caffe's plain forward
+                net = Net(net_param)
             for w in p.weights:
                 self._load_weights(net, w)
             self._test_nets.append(net)
@@ -255,7 +256,8 @@ class Solver:
             state.stage.append(task)
             net_param.state.CopyFrom(state)
             logger.info("Creating test net (#%d) for task %s", len(self._test_nets), task)
-            net = Net(net_param)
+            with plain_nets():      # test nets keep Caffe's plain forward
+                net = Net(net_param)
             for w in p.weights:
                 self._load_weights(net, w)
             self._test_nets.append(net)

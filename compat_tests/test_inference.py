@@ -238,12 +238,53 @@ def test_train_phase_refused_and_python_layer_kept(tmp_path, monkeypatch):
 def test_environment_variable(tmp_path):
     proto = tmp_path / "f.prototxt"
     proto.write_text(FUSED)
+    grads = tmp_path / "g.prototxt"
+    grads.write_text("force_backward: true\n" + FUSED)
     code = ("import caffe; n = caffe.Net(%r, caffe.TEST); t = caffe.Net(%r, caffe.TRAIN); "
-            "print(n._inference is not None, t._inference is None)" % (str(proto), str(proto)))
+            "g = caffe.Net(%r, caffe.TEST); "
+            "print(n._inference is not None, t._inference is None, g._inference is None)"
+            % (str(proto), str(proto), str(grads)))
     env = dict(os.environ, CAFFE_OPTIMIZE_INFERENCE="1")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        timeout=300)
-    assert r.stdout.split() == ["True", "True"], r.stderr
+    assert r.stdout.split() == ["True", "True", "True"], r.stderr
+
+
+def test_environment_variable_leaves_the_packages_own_tools_plain(monkeypatch, tmp_path):
+    """Tools that read every blob (converters' verification, compare, summary,
+    calibration) or run backward build their nets plain whatever the caller's
+    environment says; the user's own TEST nets are optimised."""
+    from caffe.export import verify
+    from caffe.net import plain_nets
+    monkeypatch.setenv("CAFFE_OPTIMIZE_INFERENCE", "1")
+    param = _fused_param()
+    assert caffe.Net(param, caffe.TEST)._inference is not None
+    with plain_nets():
+        assert caffe.Net(param, caffe.TEST)._inference is None
+    assert caffe.Net(param, caffe.TEST)._inference is not None
+    proto = tmp_path / "f.prototxt"
+    proto.write_text(FUSED)
+    checked = verify.run_caffe(str(proto), None, {"data": np.ones((2, 3, 8, 8))})
+    assert checked._inference is None
+    checked.blobs["conv"].data  # noqa: B018 (every blob readable for verification)
+
+
+def test_backward_after_an_optimised_forward_is_refused_not_wrong():
+    param = protoio.parse_text("force_backward: true\n" + FUSED, protoio.pb2().NetParameter(),
+                               "<test>")
+    plain, fast = _pair(param)
+    feed = _feed(plain)
+    fast.forward(**feed)
+    with pytest.raises(caffe.net.NetError, match="backward after an optimised forward"):
+        fast.backward()
+    fast.optimize_for_inference(False)
+    with pytest.raises(caffe.net.NetError):       # still the optimised forward's state
+        fast.backward()
+    for net in (plain, fast):
+        net.forward(**feed)
+        net.blobs["ip"].diff[...] = 1.0
+    want = plain.backward()["data"].copy()
+    _close(want, fast.backward()["data"])
 
 
 

@@ -275,10 +275,11 @@ class _Writer:
 
 def write(prototxt, caffemodel, cfg_path, weights_path, header=(0, 2, 0, 0)):
     from .. import TEST
-    from ..net import Net
+    from ..net import Net, plain_nets
     from ..protoio import read_net_param
     param = read_net_param(prototxt)
-    net = Net(prototxt, caffemodel, TEST) if caffemodel else Net(prototxt, TEST)
+    with plain_nets():
+        net = Net(prototxt, caffemodel, TEST) if caffemodel else Net(prototxt, TEST)
     w = _Writer(net, param)
     w.run()
     lines = ["[net]"] + ["%s=%s" % kv for kv in w.net_options]

@@ -9,8 +9,9 @@ from .. import verification
 def run_caffe(prototxt, caffemodel, feeds):
     """Forward the written net on ``feeds`` (blob -> array); returns the Net."""
     from .. import TEST
-    from ..net import Net
-    net = Net(prototxt, caffemodel, TEST) if caffemodel else Net(prototxt, TEST)
+    from ..net import Net, plain_nets
+    with plain_nets():              # every blob is compared: nothing fused away
+        net = Net(prototxt, caffemodel, TEST) if caffemodel else Net(prototxt, TEST)
     for name, value in feeds.items():
         arr = np.asarray(value, dtype=np.float32)
         net.blobs[name].reshape(*arr.shape)

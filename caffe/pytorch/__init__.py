@@ -18,10 +18,11 @@ __all__ = ["load", "from_net", "CaffeModule", "InferenceModule", "ModuleBuildErr
 
 def _net_for(param, source, phase, outputs, weights=None, copy_weights_from=None):
     """The caffe.Net a module is made from: the graph cut to ``outputs``, weights in."""
-    from ..net import Net
+    from ..net import Net, plain_nets
     param = cut(param, outputs, source)
     check_no_data_layers(param, source)
-    net = Net(param, phase, level=param.state.level)
+    with plain_nets():
+        net = Net(param, phase, level=param.state.level)
     if weights is not None:
         net.copy_from(weights)
     if copy_weights_from is not None:

@@ -99,9 +99,10 @@ def calibrate(proto, model, images, mean, norm=1.0, group=False, progress=True):
     """``(weight scales, activation scales)``: two ordered dicts keyed by layer."""
     from .. import _common
     from .. import io as cio
-    from ..net import Net
+    from ..net import Net, plain_nets
     from . import progress as bar
-    net = Net(proto, _common.TEST, weights=model)
+    with plain_nets():              # every layer's activations are read
+        net = Net(proto, _common.TEST, weights=model)
     if not net.inputs:
         raise ValueError("%s: the net has no Input layer to feed images into" % proto)
     data = net.inputs[0]

@@ -281,8 +281,9 @@ def split_scale(net_param, weights=None, source=None):
 # ---------------------------------------------------------------------------
 def _net_with(param, weights):
     from .. import _common
-    from ..net import Net
-    net = Net(param, _common.TEST)
+    from ..net import Net, plain_nets
+    with plain_nets():              # verification reads the merged blobs
+        net = Net(param, _common.TEST)
     for name, arrays in weights.items():
         if name not in net.params:
             continue
@@ -295,8 +296,9 @@ def random_weights(param, seed=0):
     """Plausible random weights for every layer of ``param``: BatchNorm with
     positive variances and a scale factor of 1, Scale factors near 1."""
     from .. import _common
-    from ..net import Net
-    net = Net(param, _common.TEST)
+    from ..net import Net, plain_nets
+    with plain_nets():
+        net = Net(param, _common.TEST)
     rng = np.random.RandomState(seed)
     types = {lp.name: lp.type for lp in param.layer}
     out = OrderedDict()

@@ -234,11 +234,12 @@ def _set_input_shapes(param, shapes):
 def summary(net_file, input_shapes=None, phase=None):
     """Rows for a prototxt (path or NetParameter), inputs optionally reshaped."""
     from .. import _common, protoio
-    from ..net import Net
+    from ..net import Net, plain_nets
     param = protoio.read_net_param(net_file)
     if input_shapes:
         _set_input_shapes(param, input_shapes)
-    net = Net(param, _common.TEST if phase is None else phase)
+    with plain_nets():
+        net = Net(param, _common.TEST if phase is None else phase)
     return summarize(net)
 
 
