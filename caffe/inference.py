@@ -291,6 +291,7 @@ class InferencePlan:
         groups = {}                      # index of a group's last layer -> _Fused
         producer = {}                    # blob id -> layer index of its current writer
         self.fused_blobs = {}            # blob id -> the _Fused group that never materialises it
+        self.stateful = []               # layers that must run once per forward (data, ...)
         self.inputs = []
         self.steps = []                  # ("fused", _Fused, bottom id, top id) | ("layer", i)
         blob_layers = False
@@ -328,6 +329,8 @@ class InferencePlan:
                 self.steps.append(["fused", g, bottoms[0], tops[0]])
             else:
                 blob_layers |= bool(getattr(layer, "_caffe_blob_layer", False))
+                if getattr(layer, "stateful_forward", False):
+                    self.stateful.append(lp.name)
                 self.steps.append(["layer", i])
             for t in tops:
                 producer[t] = i
@@ -513,8 +516,10 @@ class InferencePlan:
         key = (tuple(tuple(x.shape) for x in xs), tuple(keep), str(dev))
         fn = self._traced.get(key)
         if fn is None:
-            fn = self._compile(keep, xs)
+            fn, outs = self._compile(keep, xs)
             self._traced[key] = fn
+            if outs is not None:            # already this forward's (stateful layers)
+                return outs
         with torch.no_grad():
             return fn(*xs)
 
@@ -585,6 +590,18 @@ class InferencePlan:
         hence checking and timing each."""
         run = self._program(keep)
         dev = _common.compute_device()
+        if self.stateful:
+            # a second run would consume the next batch, update statistics again or
+            # draw new numbers: no candidates to check or time, and this run's
+            # outputs are the forward's
+            if self.program not in (None, "eager"):
+                raise ProgramRefused(
+                    "optimize_for_inference: %r has layers whose forward changes state (%s): "
+                    "only the eager program runs them once per forward"
+                    % (self.net.name, ", ".join(self.stateful)))
+            self.kind = "eager"
+            with torch.no_grad():
+                return run, run(*xs)
         with torch.no_grad():
             want = [t.clone() for t in run(*xs)]
             agreeing = [("eager", run)] if self.program in (None, "eager") else []
@@ -632,7 +649,7 @@ class InferencePlan:
         best = min(timed, key=lambda t: t[0])
         self.kind = best[1]
         self._watch.add(self._baked_blobs(self.kind))
-        return best[2]
+        return best[2], None
 
     def _stand_in(self, bid, blob):
         """The (cached) _UnfilledBlob shown in place of ``blob`` while this

@@ -235,6 +235,50 @@ def test_train_phase_refused_and_python_layer_kept(tmp_path, monkeypatch):
     _close(plain.forward(**feed)["py"].copy(), fast.forward(**feed)["py"])
 
 
+def test_layers_that_change_state_run_once_per_forward(tmp_path, monkeypatch):
+    """A data source (here a Python layer emitting its call count) and
+    BatchNorm on batch statistics must run exactly once per forward: the plan
+    then keeps the eager program and neither checks nor times others."""
+    (tmp_path / "pyl_counter.py").write_text(
+        "import caffe\n"
+        "class Counter(caffe.Layer):\n"
+        "    calls = 0\n"
+        "    def setup(self, bottom, top): pass\n"
+        "    def reshape(self, bottom, top): top[0].reshape(2, 3, 8, 8)\n"
+        "    def forward(self, bottom, top):\n"
+        "        type(self).calls += 1\n"
+        "        top[0].data[...] = type(self).calls\n"
+        "    def backward(self, top, propagate_down, bottom): pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source = ('layer { name: "src" type: "Python" top: "data" '
+              'python_param { module: "pyl_counter" layer: "Counter" } }\n')
+    text = source + "\n".join(line for line in FUSED.splitlines()   # in place of the Input
+                               if 'type: "Input"' not in line)
+    param = protoio.parse_text(text, protoio.pb2().NetParameter(), "<test>")
+    plain, fast = _pair(param)
+    import pyl_counter
+    want = []
+    for _ in range(3):
+        want.append(plain.forward()["ip"].copy())
+    pyl_counter.Counter.calls = 0
+    for k in range(3):
+        _close(want[k], fast.forward()["ip"])
+        assert pyl_counter.Counter.calls == k + 1
+    assert fast._inference.stateful == ["src"] and fast._inference.kind == "eager"
+    with pytest.raises(inference.ProgramRefused, match="src"):
+        inference.optimize(fast, program="channels-last oneDNN").forward()
+
+    batch_stats = FUSED.replace('top: "bn" }', 'top: "bn" batch_norm_param { use_global_stats: '
+                                               'false } }')
+    param = protoio.parse_text(batch_stats, protoio.pb2().NetParameter(), "<test>")
+    plain, fast = _pair(param)
+    feed = _feed(plain)
+    for _ in range(2):
+        _close(plain.forward(**feed)["ip"].copy(), fast.forward(**feed)["ip"])
+    for a, b in zip(plain.params["bn"], fast.params["bn"]):   # updated once per forward
+        _close(a.data, b.data)
+
+
 def test_environment_variable(tmp_path):
     proto = tmp_path / "f.prototxt"
     proto.write_text(FUSED)

@@ -93,6 +93,13 @@ class LayerContract:
     #: forward recomputed for backward replays the same draws.
     draws_random = False
 
+    @property
+    def stateful_forward(self):
+        """Whether a forward changes anything besides the tops (a data source's
+        cursor, the layer's own blobs, the random generator): such a layer must
+        run exactly once per Net.forward, never again to check or time it."""
+        return self.kind == BLOB or self.mutates_params or self.draws_random
+
     def allow_force_backward(self, bottom_index):
         """Whether ``force_backward`` may send a gradient into bottom
         ``bottom_index`` (false for labels and other non-differentiable inputs)."""

@@ -833,8 +833,13 @@ class BatchNormLayer(CaffeLayer):
     or the stored ones (blobs: mean sum, variance sum, scale factor)."""
     num_bottoms = (1, 1)
     num_tops = (1, 1)
-    mutates_params = True
     fixed_param_lr = True   # Caffe forces lr_mult 0 on the three blobs
+
+    @property
+    def mutates_params(self):
+        """Batch statistics update the stored ones; with the stored ones a
+        forward leaves the blobs alone."""
+        return not self.use_global_stats
 
     def __init__(self, layer_param, bottom_shapes, phase):
         super().__init__(layer_param, bottom_shapes, phase)
