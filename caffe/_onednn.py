@@ -65,6 +65,13 @@ class PackedConv2d:
         if add is None:
             return _POINTWISE(x, w, self.bias, self.pad, self.stride, self.dilation,
                               self.groups, "relu" if relu else "none", [], "")
+        if x.shape[2] == x.shape[3] == 1:
+            # some torch versions' oneDNN (2.6) cannot describe the memory of an
+            # add post-op on a 1x1 input ("could not create a memory"): the add
+            # runs separately there, on an output of a few values per channel
+            y = _POINTWISE(x, w, self.bias, self.pad, self.stride, self.dilation,
+                           self.groups, "none", [], "").add_(add)
+            return y.relu_() if relu else y
         unary = "relu" if relu else None
         if (into_add and _POINTWISE_INTO is not None
                 and add.is_contiguous(memory_format=torch.channels_last)):

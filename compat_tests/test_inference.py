@@ -434,19 +434,20 @@ def test_residual_result_is_written_over_a_shortcut_nothing_else_reads(monkeypat
     _close(want["ip"], got["ip"])
 
 
-# The shortcut reaches the sum through a view (Reshape of a 1x1 map) and as
-# itself through a Split, and is read again after the sum: the residual
-# kernel must not write over it.
+# The shortcut reaches the sum through a view (a Reshape of a one-channel map,
+# whose NCHW and NHWC layouts coincide, so no copy is made) and as itself
+# through a Split, and is read again after the sum: the residual kernel must
+# not write over it.
 SHARED_SHORTCUT = """
 name: "shared_shortcut"
-layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 4 dim: 1 dim: 1 } } }
-layer { name: "short" type: "Convolution" bottom: "data" top: "short" convolution_param { num_output: 8 kernel_size: 1 } }
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 4 dim: 4 dim: 4 } } }
+layer { name: "short" type: "Convolution" bottom: "data" top: "short" convolution_param { num_output: 1 kernel_size: 1 } }
 layer { name: "view" type: "Reshape" bottom: "short" top: "view" reshape_param { shape { dim: 0 dim: 0 dim: 0 dim: 0 } } }
 layer { name: "half" type: "Power" bottom: "data" top: "half" power_param { scale: 0.5 } }
-layer { name: "conv" type: "Convolution" bottom: "half" top: "conv" convolution_param { num_output: 8 kernel_size: 1 } }
+layer { name: "conv" type: "Convolution" bottom: "half" top: "conv" convolution_param { num_output: 1 kernel_size: 1 } }
 layer { name: "sum" type: "Eltwise" bottom: "view" bottom: "conv" top: "sum" }
 layer { name: "relu" type: "ReLU" bottom: "sum" top: "sum" }
-layer { name: "conv2" type: "Convolution" bottom: "data" top: "conv2" convolution_param { num_output: 8 kernel_size: 1 } }
+layer { name: "conv2" type: "Convolution" bottom: "data" top: "conv2" convolution_param { num_output: 1 kernel_size: 1 } }
 layer { name: "sum2" type: "Eltwise" bottom: "short" bottom: "conv2" top: "sum2" }
 layer { name: "both" type: "Concat" bottom: "sum" bottom: "sum2" bottom: "short" top: "both" }
 """
