@@ -65,17 +65,17 @@ class PackedConv2d:
         if add is None:
             return _POINTWISE(x, w, self.bias, self.pad, self.stride, self.dilation,
                               self.groups, "relu" if relu else "none", [], "")
-        if x.shape[2] == x.shape[3] == 1:
-            # some torch versions' oneDNN (2.6) cannot describe the memory of an
-            # add post-op on a 1x1 input ("could not create a memory"): the add
-            # runs separately there, on an output of a few values per channel
-            y = _POINTWISE(x, w, self.bias, self.pad, self.stride, self.dilation,
-                           self.groups, "none", [], "").add_(add)
-            return y.relu_() if relu else y
         unary = "relu" if relu else None
         if (into_add and _POINTWISE_INTO is not None
                 and add.is_contiguous(memory_format=torch.channels_last)):
             return _POINTWISE_INTO.binary(add, x, w, self.bias, self.pad, self.stride,
                                           self.dilation, self.groups, "add", None, unary, [], "")
+        if 1 in (x.shape[1], x.shape[2] * x.shape[3], add.shape[1]):
+            # where NCHW and NHWC are the same memory, some torch versions' (2.6)
+            # out-of-place kernel cannot describe it ("could not create a
+            # memory"): the add runs after the convolution there
+            y = _POINTWISE(x, w, self.bias, self.pad, self.stride, self.dilation,
+                           self.groups, "none", [], "").add_(add)
+            return y.relu_() if relu else y
         return _POINTWISE.binary(x, add, w, self.bias, self.pad, self.stride, self.dilation,
                                  self.groups, "add", None, unary, [], "")
