@@ -438,33 +438,33 @@ class InferencePlan:
                         into = (channels_last and g.add in dead and g.add != st[2]
                                 and _overwritable(env, g.add))
                         env[st[3]] = g(env[st[2]], env[g.add], channels_last, into)
-                    for bid in dead:
-                        del env[bid]
-                    continue
-                i = st[1]
-                layer = net._layers[i]
-                bids, tids = net._bottom_id_lists[i], net._top_id_lists[i]
-                if getattr(layer, "_caffe_blob_layer", False):
-                    bottoms, tops = net._steps[i].bottoms, net._steps[i].tops
-                    for b, blob in zip(bids, bottoms):
-                        blob.data_buffer.write(env[b].contiguous())
-                    layer.reshape(bottoms, tops)
-                    layer.forward(bottoms, tops)
-                    for t, blob in zip(tids, tops):
-                        env[t] = blob.data_buffer.compute(dev)
-                    continue
-                params = [b.data_buffer.compute(dev) for b in getattr(layer, "blobs", [])]
-                ins = [env[b] for b in bids]
-                if not safe[i]:
-                    ins = [x.contiguous() for x in ins]
-                outs = layer.run(ins, params)
-                if isinstance(outs, torch.Tensor):
-                    outs = [outs]
-                for t, o in zip(tids, outs):
-                    env[t] = o
+                else:
+                    run_layer(st[1], env)
                 for bid in dead:
                     del env[bid]
             return tuple(env[k] for k in keep)
+
+        def run_layer(i, env):
+            layer = net._layers[i]
+            bids, tids = net._bottom_id_lists[i], net._top_id_lists[i]
+            if getattr(layer, "_caffe_blob_layer", False):
+                bottoms, tops = net._steps[i].bottoms, net._steps[i].tops
+                for b, blob in zip(bids, bottoms):
+                    blob.data_buffer.write(env[b].contiguous())
+                layer.reshape(bottoms, tops)
+                layer.forward(bottoms, tops)
+                for t, blob in zip(tids, tops):
+                    env[t] = blob.data_buffer.compute(dev)
+                return
+            params = [b.data_buffer.compute(dev) for b in getattr(layer, "blobs", [])]
+            ins = [env[b] for b in bids]
+            if not safe[i]:
+                ins = [x.contiguous() for x in ins]
+            outs = layer.run(ins, params)
+            if isinstance(outs, torch.Tensor):
+                outs = [outs]
+            for t, o in zip(tids, outs):
+                env[t] = o
         return run
 
     def _dead_after(self, keep):
