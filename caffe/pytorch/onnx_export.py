@@ -225,14 +225,3 @@ def _roi_pooling_form(layer, bottoms, params):
     low = _MaxRoiPool.apply(x - shift, r, *args) + plane_shift
     tiny = torch.finfo(x.dtype).tiny
     return [torch.where(top > tiny, top, torch.where(top == 0, torch.zeros_like(top), low))]
-
-
-@ONNX_FORMS.register("PSROIPooling")
-def _psroi_pooling_form(layer, bottoms, params):
-    """R-FCN PSROIPooling through the CPU path of caffe/kernels/psroi_pooling.py
-    (its summed-area table is computed, not filled in place, so it traces)."""
-    from ..kernels.psroi_pooling import _forward_torch
-    x, rois = bottoms
-    top, _mapping = _forward_torch(x, rois.reshape(-1, 5).to(torch.float32), layer.output_dim,
-                                   layer.group_size, layer.spatial_scale)
-    return [top]
