@@ -25,7 +25,7 @@ from . import (  # noqa: F401
     emit_vision,
 )
 from .context import CodegenError, LayerContext
-from .helpers import HELPER_NEEDS, HELPERS
+from .helpers import HELPERS, helper_needs
 from .registry import EMITTERS
 
 __all__ = ["generate", "write", "CodegenError", "EMITTERS", "Generated"]
@@ -57,9 +57,10 @@ class _Writer:
         if name not in HELPERS:
             raise KeyError("no code helper named %r" % name)
         if name not in self.helpers:
-            self.helpers.append(name)
-            for needed in HELPER_NEEDS.get(name, ()):
+            # the helpers it calls first: a class helper's base must come before it
+            for needed in helper_needs(name):
                 self.use_helper(needed)
+            self.helpers.append(name)
 
 
 def generate(module, source="<net>", weights_file="model.pth"):

@@ -48,7 +48,6 @@ def upsample(ctx):
 @register("ROIPooling")
 def roi_pooling(ctx):
     p = ctx.lp.roi_pooling_param
-    ctx.helper("c_round")
     fn = ctx.helper("caffe_roi_pool")
     ctx.assign("%s(%s, %s, %d, %d, spatial_scale=%r)"
                % (fn, ctx.bottoms[0], ctx.bottoms[1], p.pooled_h, p.pooled_w, p.spatial_scale))
@@ -57,7 +56,6 @@ def roi_pooling(ctx):
 @register("PSROIPooling")
 def psroi_pooling(ctx):
     p = ctx.lp.psroi_pooling_param
-    ctx.helper("c_round")
     fn = ctx.helper("caffe_psroi_pool")
     ctx.assign("%s(%s, %s, %d, %d, spatial_scale=%r)"
                % (fn, ctx.bottoms[0], ctx.bottoms[1], p.output_dim, p.group_size,
@@ -84,8 +82,6 @@ def detection_output(ctx):
     if nms.HasField("top_k"):
         args.append("top_k=%d" % nms.top_k)
     args.append("keep_top_k=%d" % p.keep_top_k)
-    for name in ("ssd_decode", "ssd_iou", "ssd_nms"):
-        ctx.helper(name)
     fn = ctx.helper("ssd_detection_output")
     ctx.assign("%s(%s, %s)" % (fn, ", ".join(ctx.bottoms[:3]), ", ".join(args)),
                comment="rows [image, label, score, xmin, ymin, xmax, ymax]")

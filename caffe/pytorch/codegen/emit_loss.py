@@ -53,7 +53,6 @@ def _ignore(ctx):
 
 @register("SigmoidCrossEntropyLoss")
 def sigmoid_xent_loss(ctx):
-    ctx.helper("caffe_loss_normalizer")
     fn = ctx.helper("caffe_sigmoid_xent_loss")
     ctx.assign("%s(%s, %s, ignore_label=%r, normalization=%r)"
                % (fn, ctx.bottoms[0], ctx.bottoms[1], _ignore(ctx), _mode(ctx, "BATCH_SIZE")))
@@ -75,7 +74,6 @@ def infogain_loss(ctx):
         h = ctx.child.caffe_layer.infogain
         ctx.init("self.register_buffer(%r, torch.tensor(%r).reshape(%s), persistent=False)"
                  % (ctx.attr + "_infogain", h.reshape(-1).tolist(), tuple(h.shape)))
-    ctx.helper("caffe_loss_normalizer")
     fn = ctx.helper("caffe_infogain_loss")
     axis = p.axis + len(ctx.bottom_shapes[0]) if p.axis < 0 else p.axis
     ctx.assign("%s(%s, %s, %s, axis=%d, ignore_label=%r, normalization=%r%s)"
@@ -160,9 +158,6 @@ def multibox_loss(ctx):
         args.append("use_loc=False")
     if len(pd) > 1 and not pd[1]:
         args.append("use_conf=False")
-    ctx.helper("caffe_loss_normalizer")
-    for name in ("ssd_overlaps", "ssd_encode", "ssd_match"):
-        ctx.helper(name)
     fn = ctx.helper("ssd_multibox_loss")
     ctx.assign("%s(%s, %s)" % (fn, ", ".join(ctx.bottoms), ", ".join(args)),
                comment="matches and mined rows computed at run time")

@@ -17,10 +17,6 @@ def _recurrent(ctx, kind, num_recur):
     first_hidden = nb - num_recur if expose else nb
     if len(ctx.tops) != 1 + (num_recur if expose else 0):
         raise ctx.error("expected %d tops" % (1 + (num_recur if expose else 0)), field="top")
-    ctx.helper("Params")
-    ctx.helper("caffe_carried_state")
-    if kind == "CaffeLSTM":
-        ctx.helper("caffe_lstm_unit")
     ctx.helper(kind)
     shapes = ", ".join("%s=%s" % (n, tuple(t.shape)) for n, t in ctx.blobs.items())
     ctx.init("self.%s = %s(%d, %s)" % (ctx.attr, kind, rp.num_output, shapes))

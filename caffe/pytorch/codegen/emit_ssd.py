@@ -39,7 +39,6 @@ def detection_evaluate(ctx):
         raise ctx.error("evaluation in pixels of sizes read from a file (a cursor carried "
                         "across calls) has no standalone form; leave it unset to evaluate "
                         "normalized boxes", field="detection_evaluate_param.name_size_file")
-    ctx.helper("ssd_eval_overlap")
     fn = ctx.helper("ssd_detection_evaluate")
     ctx.assign("%s(%s, %s, %d, background_label_id=%d, overlap_threshold=%r, "
                "evaluate_difficult_gt=%r)"

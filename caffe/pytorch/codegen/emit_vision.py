@@ -87,7 +87,6 @@ def spp(ctx):
     mode = {0: "max", 1: "avg"}.get(int(p.pool))
     if mode is None:
         raise ctx.error("STOCHASTIC pooling has no standalone form", field="spp_param.pool")
-    ctx.helper("caffe_pool2d")
     fn = ctx.helper("caffe_spp")
     ctx.assign("%s(%s, %d, %r)" % (fn, ctx.x, p.pyramid_height, mode))
 

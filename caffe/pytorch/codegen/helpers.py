@@ -1,18 +1,24 @@
 '''Source of the small helpers generated files carry for Caffe maths torch lacks.
 
-Each entry is written into model.py at most once, only when a layer uses it,
-so a generated file imports nothing but torch (and math).
+Each entry is written into model.py at most once, only when a layer uses it
+(with the helpers its code calls), so a generated file imports nothing but
+torch (and math).
 '''
+import re
 
 HELPERS = {}
-HELPER_NEEDS = {}     # helper -> the helpers its code calls (written along with it)
 
 
-def helper(name, source, needs=()):
+def helper(name, source):
     if name in HELPERS:
         raise ValueError("helper %r defined twice" % name)
     HELPERS[name] = source.strip("\n") + "\n"
-    HELPER_NEEDS[name] = tuple(needs)
+
+
+def helper_needs(name):
+    """The other helpers ``name``'s code refers to (written into the file with it)."""
+    words = set(re.findall(r"[A-Za-z_]\w*", HELPERS[name]))
+    return sorted(w for w in words if w in HELPERS and w != name)
 
 
 helper("Params", '''
@@ -60,7 +66,7 @@ def caffe_pool2d(x, mode, kernel, stride, pad, ceil_mode=True):
         counts.append(torch.clamp(start + k, max=n + p) - start)
     divisor = (counts[0][:, None] * counts[1][None, :]).to(x.dtype)
     return total / divisor
-''', needs=("caffe_pool_windows",))
+''')
 
 helper("caffe_lrn", '''
 def caffe_lrn(x, size, alpha, beta, k, across_channels=True):
@@ -220,7 +226,7 @@ def caffe_max_pool2d_with_mask(x, kernel, stride, pad, ceil_mode=True):
     inside = (h >= 0) & (h < size[0]) & (w >= 0) & (w < size[1])
     mask = torch.where(inside, h * size[1] + w, torch.full_like(h, -1))
     return y, mask.to(x.dtype)
-''', needs=("caffe_pool_windows",))
+''')
 
 helper("caffe_argmax", '''
 def caffe_argmax(x, top_k=1, out_max_val=False, axis=None):
