@@ -54,12 +54,18 @@ def convolution(ctx):
     ctx.assign("self.%s(%s)" % (ctx.attr, ctx.x))
 
 
+def _pool_mode(ctx, param, field):
+    """"max" or "avg" for the helpers; STOCHASTIC (random draws) has no standalone form."""
+    mode = {0: "max", 1: "avg"}.get(int(param.pool))
+    if mode is None:
+        raise ctx.error("STOCHASTIC pooling has no standalone form", field=field + ".pool")
+    return mode
+
+
 @register("Pooling")
 def pooling(ctx):
     p = ctx.lp.pooling_param
-    mode = {0: "max", 1: "avg"}.get(int(p.pool))
-    if mode is None:
-        raise ctx.error("STOCHASTIC pooling has no standalone form", field="pooling_param.pool")
+    mode = _pool_mode(ctx, p, "pooling_param")
     ceil = int(getattr(p, "round_mode", 0)) == 0
     if p.global_pooling:
         kernel = "%s.shape[-2:]" % ctx.x
@@ -84,9 +90,7 @@ def pooling(ctx):
 @register("SPP")
 def spp(ctx):
     p = ctx.lp.spp_param
-    mode = {0: "max", 1: "avg"}.get(int(p.pool))
-    if mode is None:
-        raise ctx.error("STOCHASTIC pooling has no standalone form", field="spp_param.pool")
+    mode = _pool_mode(ctx, p, "spp_param")
     fn = ctx.helper("caffe_spp")
     ctx.assign("%s(%s, %d, %r)" % (fn, ctx.x, p.pyramid_height, mode))
 
