@@ -435,23 +435,6 @@ def ssd_decode(loc, prior, var, code_type, variance_in_target=False):
     return torch.stack([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0], -1).float()
 ''')
 
-helper("ssd_iou", '''
-def ssd_iou(b):
-    """Pairwise Jaccard overlap of (K, 4) normalized boxes (SSD's form: no +1)."""
-    x1, y1, x2, y2 = b.unbind(1)
-    w, h = x2 - x1, y2 - y1
-    size = torch.where((w < 0) | (h < 0), torch.zeros_like(w), w * h)
-    disjoint = ((x1[None, :] > x2[:, None]) | (x2[None, :] < x1[:, None])
-                | (y1[None, :] > y2[:, None]) | (y2[None, :] < y1[:, None]))
-    iw = torch.minimum(x2[:, None], x2[None, :]) - torch.maximum(x1[:, None], x1[None, :])
-    ih = torch.minimum(y2[:, None], y2[None, :]) - torch.maximum(y1[:, None], y1[None, :])
-    iw = iw.masked_fill(disjoint, 0)
-    ih = ih.masked_fill(disjoint, 0)
-    inter = iw * ih
-    iou = inter / ((size[:, None] + size[None, :]) - inter)
-    return torch.where((iw > 0) & (ih > 0), iou, torch.zeros_like(iou))
-''')
-
 helper("ssd_nms", '''
 def ssd_nms(boxes, scores, score_threshold, nms_threshold, eta=1.0, top_k=-1):
     """SSD's ApplyNMSFast: indices above score_threshold, best first (top_k of
@@ -462,7 +445,8 @@ def ssd_nms(boxes, scores, score_threshold, nms_threshold, eta=1.0, top_k=-1):
         order = order[:top_k]
     if order.numel() == 0:
         return []
-    iou = ssd_iou(boxes[order]).tolist()
+    ranked = boxes[order]
+    iou = ssd_overlaps(ranked, ranked).tolist()
     thr = torch.tensor(nms_threshold, dtype=torch.float32)
     kept = []
     for j in range(order.numel()):
