@@ -154,15 +154,8 @@ def caffe_softmax_loss(x, label, axis=1, ignore_label=None, normalization="VALID
     picked = logp.gather(1, torch.where(valid, lab, torch.zeros_like(lab))[:, None])[:, 0]
     total = -(picked.clamp(min=math.log(1.17549435e-38)) * valid).sum()
     outer = math.prod(x.shape[:axis])
-    if normalization == "FULL":
-        norm = max(1, lab.numel())
-    elif normalization == "BATCH_SIZE":
-        norm = max(1, outer)
-    elif normalization == "NONE":
-        norm = 1
-    else:
-        norm = valid.sum().clamp(min=1)
-    return total / norm
+    return total / caffe_loss_normalizer(normalization, outer, lab.numel() // max(1, outer),
+                                         valid.sum())
 ''')
 
 helper("caffe_contrastive_loss", '''
